@@ -1,0 +1,265 @@
+"""Settings, read once per invocation from the environment into a frozen object.
+
+Every environment variable name the function reads is listed in ``Env``. An
+explicit argument to ``load_settings`` beats the environment, which makes the
+settings easy to build in tests and in the demo.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .model import Target
+from .redaction import Secret
+
+
+class Env:
+    """Names of the environment variables the function reads."""
+
+    WATCH_TARGETS = "WATCH_TARGETS"
+    ACK_REGION = "ACK_REGION"
+    ACK_ENDPOINT = "ACK_ENDPOINT"
+    FC_REGION = "FC_REGION"
+    FC_FUNCTION_NAME = "FC_FUNCTION_NAME"
+    ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
+    ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+    SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
+    DINGTALK_WEBHOOK_URL = "DINGTALK_WEBHOOK_URL"
+    DINGTALK_SECRET = "DINGTALK_SECRET"
+    SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"
+    STATE_STORE = "STATE_STORE"
+    NOTIFY_LANGUAGE = "NOTIFY_LANGUAGE"
+    NOTIFY_TIMEZONE = "NOTIFY_TIMEZONE"
+    TEMPLATES_DIR = "TEMPLATES_DIR"
+
+
+LANGUAGES = ("zh", "en")
+_CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """An AccessKey pair from the environment, with its STS token when there is one."""
+
+    access_key_id: str
+    access_key_secret: Secret
+    security_token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one invocation needs, validated."""
+
+    targets: tuple[Target, ...]
+    ack_endpoint: str
+    region: str | None
+    state_path: Path
+    access_key: AccessKey | None = None
+    dingtalk_webhook_url: Secret | None = None
+    dingtalk_secret: Secret | None = None
+    slack_webhook_url: Secret | None = None
+    notify_language: str | None = None
+    notify_timezone: str | None = None
+    templates_dir: Path | None = None
+    running_in_fc: bool = field(default=False, compare=False)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Names of the configured channels, in sending order."""
+        names = []
+        if self.dingtalk_webhook_url:
+            names.append("dingtalk")
+        if self.slack_webhook_url:
+            names.append("slack")
+        return tuple(names)
+
+    def language_for(self, channel: str) -> str:
+        """The language of messages to this channel."""
+        if self.notify_language:
+            return self.notify_language
+        return "zh" if channel == "dingtalk" else "en"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings.
+
+    Args:
+        environ: the variables to read; the process environment when omitted.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: naming the first variable that is missing or malformed and
+            showing what a valid value looks like.
+    """
+    env = dict(os.environ if environ is None else environ)
+
+    def get(name: str) -> str:
+        return env.get(name, "").strip()
+
+    running_in_fc = bool(get(Env.FC_FUNCTION_NAME))
+    region = get(Env.ACK_REGION) or get(Env.FC_REGION) or None
+    if region is not None and not _REGION.match(region):
+        raise ConfigError(
+            f"{Env.ACK_REGION} is {region!r}, which is not a region id; "
+            "expected something like 'cn-hangzhou'"
+        )
+    endpoint = get(Env.ACK_ENDPOINT)
+    if endpoint:
+        endpoint = _parse_base_url(
+            Env.ACK_ENDPOINT, endpoint, "https://cs-vpc.cn-hangzhou.aliyuncs.com"
+        )
+    elif region:
+        endpoint = f"https://cs.{region}.aliyuncs.com"
+    else:
+        raise ConfigError(
+            f"{Env.ACK_REGION} is not set (nor {Env.FC_REGION}); set it to the clusters' "
+            f"region, e.g. 'cn-hangzhou', or set {Env.ACK_ENDPOINT} to a full base URL"
+        )
+
+    settings = Settings(
+        targets=parse_targets(get(Env.WATCH_TARGETS)),
+        ack_endpoint=endpoint,
+        region=region,
+        state_path=_parse_state_store(get(Env.STATE_STORE), env, running_in_fc),
+        access_key=_parse_access_key(
+            get(Env.ACCESS_KEY_ID), get(Env.ACCESS_KEY_SECRET), get(Env.SECURITY_TOKEN)
+        ),
+        dingtalk_webhook_url=_webhook(Env.DINGTALK_WEBHOOK_URL, get(Env.DINGTALK_WEBHOOK_URL)),
+        dingtalk_secret=Secret(get(Env.DINGTALK_SECRET)) if get(Env.DINGTALK_SECRET) else None,
+        slack_webhook_url=_webhook(Env.SLACK_WEBHOOK_URL, get(Env.SLACK_WEBHOOK_URL)),
+        notify_language=_parse_language(get(Env.NOTIFY_LANGUAGE)),
+        notify_timezone=_parse_timezone(get(Env.NOTIFY_TIMEZONE)),
+        templates_dir=Path(get(Env.TEMPLATES_DIR)) if get(Env.TEMPLATES_DIR) else None,
+        running_in_fc=running_in_fc,
+    )
+    if not settings.channels:
+        raise ConfigError(
+            f"no channel is configured; set {Env.DINGTALK_WEBHOOK_URL} "
+            "(https://oapi.dingtalk.com/robot/send?access_token=...) and/or "
+            f"{Env.SLACK_WEBHOOK_URL} (https://hooks.slack.com/services/...)"
+        )
+    if settings.dingtalk_secret and not settings.dingtalk_webhook_url:
+        raise ConfigError(f"{Env.DINGTALK_SECRET} is set but {Env.DINGTALK_WEBHOOK_URL} is not")
+    return settings
+
+
+def parse_targets(text: str) -> tuple[Target, ...]:
+    """``CLUSTER_ID/COMPONENT`` items separated by commas, duplicates dropped."""
+    example = "e.g. 'c0123456789abcdef/metrics-server,c0123456789abcdef/nginx-ingress-controller'"
+    if not text:
+        raise ConfigError(
+            f"{Env.WATCH_TARGETS} is not set; list CLUSTER_ID/COMPONENT pairs, {example}"
+        )
+    targets: list[Target] = []
+    for item in (piece.strip() for piece in text.split(",")):
+        if not item:
+            continue
+        cluster_id, slash, component = item.partition("/")
+        if not slash or not _CLUSTER_ID.match(cluster_id) or not _COMPONENT.match(component):
+            raise ConfigError(
+                f"{Env.WATCH_TARGETS} has {item!r}, which is not CLUSTER_ID/COMPONENT "
+                f"(letters, digits, '-', '_' and '.' only); {example}"
+            )
+        target = Target(cluster_id, component)
+        if target not in targets:
+            targets.append(target)
+    if not targets:
+        raise ConfigError(f"{Env.WATCH_TARGETS} lists no target; {example}")
+    return tuple(targets)
+
+
+def default_state_path(env: Mapping[str, str], running_in_fc: bool) -> Path:
+    """Where the SQLite store lives when ``STATE_STORE`` is not set."""
+    if running_in_fc:
+        return Path("/tmp/ack-addon-watch/state.sqlite3")
+    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "ack-addon-watch" / "state.sqlite3"
+
+
+def _parse_state_store(value: str, env: Mapping[str, str], running_in_fc: bool) -> Path:
+    if not value:
+        return default_state_path(env, running_in_fc)
+    scheme, sep, rest = value.partition("://")
+    if scheme != "sqlite" or not sep or not rest.lstrip("/"):
+        raise ConfigError(
+            f"{Env.STATE_STORE} is {value!r}; expected sqlite:///ABSOLUTE/PATH, "
+            "e.g. 'sqlite:///var/lib/ack-addon-watch/state.sqlite3'"
+        )
+    return Path(rest)
+
+
+def _parse_access_key(key_id: str, key_secret: str, token: str) -> AccessKey | None:
+    if not key_id and not key_secret:
+        if token:
+            raise ConfigError(
+                f"{Env.SECURITY_TOKEN} is set without {Env.ACCESS_KEY_ID} and "
+                f"{Env.ACCESS_KEY_SECRET}; an STS token needs its AccessKey pair"
+            )
+        return None
+    if not key_id or not key_secret:
+        missing = Env.ACCESS_KEY_ID if not key_id else Env.ACCESS_KEY_SECRET
+        raise ConfigError(
+            f"{missing} is not set; set both {Env.ACCESS_KEY_ID} and "
+            f"{Env.ACCESS_KEY_SECRET}, or neither"
+        )
+    return AccessKey(key_id, Secret(key_secret), Secret(token) if token else None)
+
+
+def _webhook(name: str, value: str) -> Secret | None:
+    if not value:
+        return None
+    example = {
+        Env.DINGTALK_WEBHOOK_URL: "https://oapi.dingtalk.com/robot/send?access_token=...",
+        Env.SLACK_WEBHOOK_URL: "https://hooks.slack.com/services/T.../B.../...",
+    }[name]
+    return Secret(_parse_base_url(name, value, example, allow_query=True))
+
+
+def _parse_base_url(name: str, value: str, example: str, allow_query: bool = False) -> str:
+    """A validated http(s) URL; the message never repeats the value, which may be secret."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.fragment
+        or (parts.query and not allow_query)
+        or any(c.isspace() for c in value)
+    ):
+        raise ConfigError(f"{name} is not a valid http(s) URL; expected something like {example}")
+    return value.rstrip("/") if not allow_query else value
+
+
+def _parse_language(value: str) -> str | None:
+    if value and value not in LANGUAGES:
+        raise ConfigError(f"{Env.NOTIFY_LANGUAGE} is {value!r}; expected 'zh' or 'en' (or unset)")
+    return value or None
+
+
+def _parse_timezone(value: str) -> str | None:
+    if not value:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"{Env.NOTIFY_TIMEZONE} is {value!r}, not a known time zone; "
+            "expected e.g. 'Asia/Shanghai'"
+        ) from exc
+    return value

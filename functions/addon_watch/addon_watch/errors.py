@@ -1,0 +1,73 @@
+"""Errors raised by ack-addon-watch.
+
+Every error the package raises on purpose derives from ``AddonWatchError``::
+
+    AddonWatchError
+    ├── ConfigError          a setting is missing or malformed
+    ├── EventError           the invocation event cannot be understood
+    ├── CredentialsError     no usable Alibaba Cloud credentials
+    ├── AckApiError          the ACK OpenAPI answered with an error or garbage
+    ├── StateStoreError      the state store cannot be read or written
+    ├── TemplateError        a message template failed to load or render
+    └── DeliveryError        a webhook did not accept a message
+
+Messages say what was tried, what came back and what to check. They never
+contain a secret: webhook URLs and tokens, signing secrets, AccessKey secrets
+and STS tokens are left out or redacted before an error is built.
+"""
+
+from __future__ import annotations
+
+
+class AddonWatchError(Exception):
+    """Base of every error raised on purpose by ack-addon-watch."""
+
+
+class ConfigError(AddonWatchError):
+    """A setting is missing or malformed; nothing was called."""
+
+
+class EventError(AddonWatchError):
+    """The invocation event is not one the function understands."""
+
+
+class CredentialsError(AddonWatchError):
+    """No Alibaba Cloud credentials could be found or loaded."""
+
+
+class AckApiError(AddonWatchError):
+    """The ACK OpenAPI returned an error, or an answer that cannot be parsed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class StateStoreError(AddonWatchError):
+    """The state store could not be opened, read or written."""
+
+
+class TemplateError(AddonWatchError):
+    """A message template could not be loaded or rendered."""
+
+
+class DeliveryError(AddonWatchError):
+    """A webhook refused a message or could not be reached.
+
+    ``permanent`` is true when sending the same message again cannot succeed
+    without a change of configuration (revoked webhook, bad signing secret).
+    """
+
+    def __init__(self, message: str, *, channel: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.channel = channel
+        self.permanent = permanent

@@ -1,0 +1,149 @@
+"""One check: fetch every target's status, compare, record, render and send."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .ack import AckClient
+from .detect import observe
+from .errors import AckApiError, DeliveryError, TemplateError
+from .notify import Notifier
+from .redaction import REDACTOR
+from .render import PAYLOAD_BUILDERS, Renderer
+from .store import OutboxItem, Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    """What one check did; logged as one JSON line and returned to the caller."""
+
+    trigger: str
+    targets: int = 0
+    checked: int = 0
+    changes: int = 0
+    sent: int = 0
+    failed: int = 0
+    pending: int = 0
+    expired: int = 0
+    errors: list[str] = field(default_factory=list)
+    delivered: list[dict[str, str]] = field(default_factory=list)
+    duration_ms: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["errors"] = [REDACTOR.scrub(e) for e in self.errors]
+        return data
+
+
+def run_check(
+    *,
+    targets: tuple[Any, ...],
+    client: AckClient,
+    store: Store,
+    notifiers: Mapping[str, Notifier],
+    renderer: Renderer,
+    languages: Mapping[str, str],
+    trigger: str,
+) -> Summary:
+    """Check every target once and deliver what is owed.
+
+    Args:
+        targets: the addons to ask about.
+        client: the ACK API client.
+        store: where records and the outbox live.
+        notifiers: the configured channels, by name.
+        renderer: turns announcements into messages.
+        languages: the message language for each channel.
+        trigger: what started the check, for the summary.
+
+    Returns:
+        The summary of the check.
+    """
+    started = time.monotonic()
+    summary = Summary(trigger=trigger, targets=len(targets))
+
+    for target in targets:
+        try:
+            status = client.describe_addon_upgrade_status(target)
+        except AckApiError as exc:
+            logger.error("%s", exc)
+            summary.errors.append(str(exc))
+            continue
+        summary.checked += 1
+        if status.task is not None and not status.task.status_known:
+            logger.warning(
+                "%s reports an unknown task status %r; treated as not finished",
+                target,
+                status.task.status,
+            )
+
+        # The record and the announcement it implies are written in one transaction,
+        # before any send: a crash now cannot lose the message.
+        record, announcement = observe(store.get_target(target), status)
+        store.record(target, record, announcement, notifiers.keys())
+        if announcement is not None:
+            summary.changes += 1
+            logger.info(
+                "%s: task %s ended: %s", target, announcement.task_id, announcement.outcome.value
+            )
+
+    summary.expired = len(store.expire_old())
+    for item in store.pending():
+        _deliver(item, notifiers, renderer, languages, store, summary)
+
+    summary.duration_ms = int((time.monotonic() - started) * 1000)
+    return summary
+
+
+def _deliver(
+    item: OutboxItem,
+    notifiers: Mapping[str, Notifier],
+    renderer: Renderer,
+    languages: Mapping[str, str],
+    store: Store,
+    summary: Summary,
+) -> None:
+    notifier = notifiers.get(item.channel)
+    if notifier is None:
+        # The channel was configured when the change was seen and is not now;
+        # the message waits until it is configured again or expires.
+        logger.warning(
+            "%s for %s is waiting: channel not configured", item.announcement.key, item.channel
+        )
+        summary.pending += 1
+        return
+
+    try:
+        message = renderer.render(item.channel, languages[item.channel], item.announcement)
+        notifier.send(PAYLOAD_BUILDERS[item.channel](message))
+    except TemplateError as exc:
+        _failed(item, store, summary, str(exc), permanent=True)
+        return
+    except DeliveryError as exc:
+        _failed(item, store, summary, str(exc), permanent=exc.permanent)
+        return
+
+    store.mark_sent(item)
+    summary.sent += 1
+    summary.delivered.append({"channel": item.channel, "announcement": item.announcement.key})
+
+
+def _failed(
+    item: OutboxItem, store: Store, summary: Summary, error: str, *, permanent: bool
+) -> None:
+    store.mark_failed(item, error, permanent=permanent)
+    fate = "given up" if permanent else "will retry next tick"
+    logger.error(
+        "sending %s to %s failed (%s): %s", item.announcement.key, item.channel, fate, error
+    )
+    summary.errors.append(f"{item.channel}: {error}")
+    if permanent:
+        summary.failed += 1
+    else:
+        summary.pending += 1

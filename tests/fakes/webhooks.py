@@ -1,0 +1,126 @@
+"""A local DingTalk robot and Slack incoming webhook that record what arrives."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tests.fakes.loopback import LoopbackServer, Request
+
+DINGTALK_TOKEN = "dt-token-0123456789abcdef0123456789abcdef"
+DINGTALK_SECRET = "SEC" + "f" * 61
+SLACK_PATH = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+
+
+@dataclass
+class Received:
+    """One message a fake webhook accepted or refused."""
+
+    channel: str
+    payload: Any
+    status: int
+    accepted: bool
+    query: list[tuple[str, str]]
+
+
+class WebhookReceiver(LoopbackServer):
+    """DingTalk at ``/robot/send``, Slack at ``/services/...``, with scripted failures."""
+
+    def __init__(self, *, dingtalk_secret: str | None = DINGTALK_SECRET) -> None:
+        super().__init__()
+        self.dingtalk_secret = dingtalk_secret
+        self.received: list[Received] = []
+        self.scripted: dict[str, list[tuple[int, str]]] = {"dingtalk": [], "slack": []}
+        self._lock = threading.Lock()
+
+    @property
+    def dingtalk_url(self) -> str:
+        return f"{self.base_url}/robot/send?access_token={DINGTALK_TOKEN}"
+
+    @property
+    def slack_url(self) -> str:
+        return f"{self.base_url}{SLACK_PATH}"
+
+    def script(self, channel: str, status: int, body: str | dict[str, Any]) -> None:
+        """Answer the next message to this channel with this."""
+        self.scripted[channel].append(
+            (status, json.dumps(body) if isinstance(body, dict) else body)
+        )
+
+    def delivered(self, channel: str) -> list[Any]:
+        """Payloads this channel accepted, in order."""
+        with self._lock:
+            return [r.payload for r in self.received if r.channel == channel and r.accepted]
+
+    def respond(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        channel = "dingtalk" if request.raw_path == "/robot/send" else "slack"
+        try:
+            payload = json.loads(request.body)
+        except ValueError:
+            payload = request.body.decode(errors="replace")
+        with self._lock:
+            scripted = self.scripted[channel].pop(0) if self.scripted[channel] else None
+        if scripted is not None:
+            status, body = scripted
+            self._keep(Received(channel, payload, status, False, request.query_pairs))
+            return (
+                status,
+                {"Content-Type": "application/json" if body.startswith("{") else "text/plain"},
+                body.encode(),
+            )
+        if channel == "dingtalk":
+            return self._dingtalk(request, payload)
+        return self._slack(request, payload)
+
+    def _keep(self, item: Received) -> None:
+        with self._lock:
+            self.received.append(item)
+
+    def _dingtalk(self, request: Request, payload: Any) -> tuple[int, dict[str, str], bytes]:
+        errcode, errmsg = 0, "ok"
+        names = [k for k, _ in request.query_pairs]
+        if request.query.get("access_token") != DINGTALK_TOKEN:
+            errcode, errmsg = 300001, "token is not exist"
+        elif self.dingtalk_secret and (names.count("timestamp") != 1 or names.count("sign") != 1):
+            errcode, errmsg = 310000, "sign not match"
+        elif self.dingtalk_secret:
+            timestamp = request.query["timestamp"]
+            digest = hmac.new(
+                self.dingtalk_secret.encode(),
+                f"{timestamp}\n{self.dingtalk_secret}".encode(),
+                hashlib.sha256,
+            ).digest()
+            if base64.b64encode(digest).decode() != request.query["sign"]:
+                errcode, errmsg = 310000, "sign not match"
+            elif abs(time.time() * 1000 - int(timestamp)) > 3600_000:
+                errcode, errmsg = 310000, "invalid timestamp"
+        if errcode == 0 and (
+            not isinstance(payload, dict) or payload.get("msgtype") not in ("markdown", "text")
+        ):
+            errcode, errmsg = 40035, "msgtype missing"
+        self._keep(Received("dingtalk", payload, 200, errcode == 0, request.query_pairs))
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps({"errcode": errcode, "errmsg": errmsg}).encode(),
+        )
+
+    def _slack(self, request: Request, payload: Any) -> tuple[int, dict[str, str], bytes]:
+        if request.raw_path != SLACK_PATH:
+            self._keep(Received("slack", payload, 404, False, []))
+            return 404, {"Content-Type": "text/plain"}, b"no_service"
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("text"), str)
+            or not payload["text"]
+        ):
+            self._keep(Received("slack", payload, 400, False, []))
+            return 400, {"Content-Type": "text/plain"}, b"invalid_payload"
+        self._keep(Received("slack", payload, 200, True, []))
+        return 200, {"Content-Type": "text/plain"}, b"ok"
