@@ -94,44 +94,49 @@ def run_check(
             )
 
     summary.expired = len(store.expire_old())
+    by_channel: dict[str, list[OutboxItem]] = {}
     for item in store.pending():
-        _deliver(item, notifiers, renderer, languages, store, summary)
+        by_channel.setdefault(item.channel, []).append(item)
+    for channel, items in by_channel.items():
+        _deliver_channel(channel, items, notifiers, renderer, languages, store, summary)
 
     summary.duration_ms = int((time.monotonic() - started) * 1000)
     return summary
 
 
-def _deliver(
-    item: OutboxItem,
+def _deliver_channel(
+    channel: str,
+    items: list[OutboxItem],
     notifiers: Mapping[str, Notifier],
     renderer: Renderer,
     languages: Mapping[str, str],
     store: Store,
     summary: Summary,
 ) -> None:
-    notifier = notifiers.get(item.channel)
+    """Send one channel's waiting messages, oldest first."""
+    notifier = notifiers.get(channel)
     if notifier is None:
         # The channel was configured when the change was seen and is not now;
-        # the message waits until it is configured again or expires.
+        # its messages wait until it is configured again or they expire.
         logger.warning(
-            "%s for %s is waiting: channel not configured", item.announcement.key, item.channel
+            "%d message(s) for %s are waiting: channel not configured", len(items), channel
         )
-        summary.pending += 1
+        summary.pending += len(items)
         return
 
-    try:
-        message = renderer.render(item.channel, languages[item.channel], item.announcement)
-        notifier.send(PAYLOAD_BUILDERS[item.channel](message))
-    except TemplateError as exc:
-        _failed(item, store, summary, str(exc), permanent=True)
-        return
-    except DeliveryError as exc:
-        _failed(item, store, summary, str(exc), permanent=exc.permanent)
-        return
-
-    store.mark_sent(item)
-    summary.sent += 1
-    summary.delivered.append({"channel": item.channel, "announcement": item.announcement.key})
+    for item in items:
+        try:
+            message = renderer.render(channel, languages[channel], item.announcement)
+            notifier.send(PAYLOAD_BUILDERS[channel](message))
+        except TemplateError as exc:
+            _failed(item, store, summary, str(exc), permanent=True)
+            continue
+        except DeliveryError as exc:
+            _failed(item, store, summary, str(exc), permanent=exc.permanent)
+            continue
+        store.mark_sent(item)
+        summary.sent += 1
+        summary.delivered.append({"channel": channel, "announcement": item.announcement.key})
 
 
 def _failed(
