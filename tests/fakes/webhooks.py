@@ -27,14 +27,35 @@ class Received:
     status: int
     accepted: bool
     query: list[tuple[str, str]]
+    # The robot's access token or the Slack webhook path it arrived at.
+    robot: str = ""
+
+
+DINGTALK_BODY_LIMIT = 20_000
 
 
 class WebhookReceiver(LoopbackServer):
-    """DingTalk at ``/robot/send``, Slack at ``/services/...``, with scripted failures."""
+    """DingTalk at ``/robot/send``, Slack at ``/services/...``, with scripted failures.
 
-    def __init__(self, *, dingtalk_secret: str | None = DINGTALK_SECRET) -> None:
+    Like DingTalk, it refuses bodies over 20,000 bytes (460101); with
+    ``dingtalk_rate_limit`` it refuses a robot's messages past that many a
+    minute (130101), and with ``dingtalk_keyword`` messages without it (310000).
+    """
+
+    def __init__(
+        self,
+        *,
+        dingtalk_secret: str | None = DINGTALK_SECRET,
+        dingtalk_rate_limit: int | None = None,
+        dingtalk_keyword: str | None = None,
+    ) -> None:
         super().__init__()
         self.dingtalk_secret = dingtalk_secret
+        self.dingtalk_rate_limit = dingtalk_rate_limit
+        self.dingtalk_keyword = dingtalk_keyword
+        self.dingtalk_tokens = {DINGTALK_TOKEN}
+        self.slack_paths = {SLACK_PATH}
+        self._sent_at: dict[str, list[float]] = {}
         self.received: list[Received] = []
         self.scripted: dict[str, list[tuple[int, str]]] = {"dingtalk": [], "slack": []}
         self._lock = threading.Lock()
@@ -46,6 +67,16 @@ class WebhookReceiver(LoopbackServer):
     @property
     def slack_url(self) -> str:
         return f"{self.base_url}{SLACK_PATH}"
+
+    def add_dingtalk_robot(self, token: str) -> str:
+        """Accept another robot's token; returns its webhook URL."""
+        self.dingtalk_tokens.add(token)
+        return f"{self.base_url}/robot/send?access_token={token}"
+
+    def add_slack_webhook(self, path: str) -> str:
+        """Accept another Slack webhook path; returns its URL."""
+        self.slack_paths.add(path)
+        return f"{self.base_url}{path}"
 
     def script(self, channel: str, status: int, body: str | dict[str, Any]) -> None:
         """Answer the next message to this channel with this."""
@@ -68,7 +99,8 @@ class WebhookReceiver(LoopbackServer):
             scripted = self.scripted[channel].pop(0) if self.scripted[channel] else None
         if scripted is not None:
             status, body = scripted
-            self._keep(Received(channel, payload, status, False, request.query_pairs))
+            robot = request.query.get("access_token", request.raw_path)
+            self._keep(Received(channel, payload, status, False, request.query_pairs, robot))
             return (
                 status,
                 {"Content-Type": "application/json" if body.startswith("{") else "text/plain"},
@@ -85,8 +117,13 @@ class WebhookReceiver(LoopbackServer):
     def _dingtalk(self, request: Request, payload: Any) -> tuple[int, dict[str, str], bytes]:
         errcode, errmsg = 0, "ok"
         names = [k for k, _ in request.query_pairs]
-        if request.query.get("access_token") != DINGTALK_TOKEN:
+        token = request.query.get("access_token", "")
+        if token not in self.dingtalk_tokens:
             errcode, errmsg = 300001, "token is not exist"
+        elif self._too_fast(token):
+            errcode, errmsg = 130101, "send too fast, exceed 20 times per minute"
+        elif len(request.body) > DINGTALK_BODY_LIMIT:
+            errcode, errmsg = 460101, "message too long, exceed 20000 bytes"
         elif self.dingtalk_secret and (names.count("timestamp") != 1 or names.count("sign") != 1):
             errcode, errmsg = 310000, "sign not match"
         elif self.dingtalk_secret:
@@ -104,15 +141,31 @@ class WebhookReceiver(LoopbackServer):
             not isinstance(payload, dict) or payload.get("msgtype") not in ("markdown", "text")
         ):
             errcode, errmsg = 40035, "msgtype missing"
-        self._keep(Received("dingtalk", payload, 200, errcode == 0, request.query_pairs))
+        if (
+            errcode == 0
+            and self.dingtalk_keyword
+            and self.dingtalk_keyword not in json.dumps(payload, ensure_ascii=False)
+        ):
+            errcode, errmsg = 310000, "keywords not in content"
+        self._keep(Received("dingtalk", payload, 200, errcode == 0, request.query_pairs, token))
         return (
             200,
             {"Content-Type": "application/json"},
             json.dumps({"errcode": errcode, "errmsg": errmsg}).encode(),
         )
 
+    def _too_fast(self, token: str) -> bool:
+        """Count a message to a robot; true past the rate limit (which throttles it)."""
+        if self.dingtalk_rate_limit is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._sent_at.get(token, []) if now - t < 60] + [now]
+            self._sent_at[token] = recent
+        return len(recent) > self.dingtalk_rate_limit
+
     def _slack(self, request: Request, payload: Any) -> tuple[int, dict[str, str], bytes]:
-        if request.raw_path != SLACK_PATH:
+        if request.raw_path not in self.slack_paths:
             self._keep(Received("slack", payload, 404, False, []))
             return 404, {"Content-Type": "text/plain"}, b"no_service"
         if (
@@ -122,5 +175,5 @@ class WebhookReceiver(LoopbackServer):
         ):
             self._keep(Received("slack", payload, 400, False, []))
             return 400, {"Content-Type": "text/plain"}, b"invalid_payload"
-        self._keep(Received("slack", payload, 200, True, []))
+        self._keep(Received("slack", payload, 200, True, [], request.raw_path))
         return 200, {"Content-Type": "text/plain"}, b"ok"

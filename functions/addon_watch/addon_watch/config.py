@@ -12,11 +12,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .model import Target
 from .redaction import Secret
+
+if TYPE_CHECKING:
+    from .routing import ChannelSpec
 
 
 class Env:
@@ -37,6 +41,12 @@ class Env:
     NOTIFY_LANGUAGE = "NOTIFY_LANGUAGE"
     NOTIFY_TIMEZONE = "NOTIFY_TIMEZONE"
     TEMPLATES_DIR = "TEMPLATES_DIR"
+    # Notifiers: DingTalk mentions and keyword, and the routing file.
+    DINGTALK_AT_MOBILES = "DINGTALK_AT_MOBILES"
+    DINGTALK_AT_USER_IDS = "DINGTALK_AT_USER_IDS"
+    DINGTALK_AT_ALL = "DINGTALK_AT_ALL"
+    DINGTALK_KEYWORD = "DINGTALK_KEYWORD"
+    ADDON_WATCH_CONFIG = "ADDON_WATCH_CONFIG"
 
 
 LANGUAGES = ("zh", "en")
@@ -70,6 +80,12 @@ class Settings:
     notify_timezone: str | None = None
     templates_dir: Path | None = None
     running_in_fc: bool = field(default=False, compare=False)
+    # Notifiers: DingTalk mentions and keyword, and the channels of the routing file.
+    dingtalk_at_mobiles: tuple[str, ...] = ()
+    dingtalk_at_user_ids: tuple[str, ...] = ()
+    dingtalk_at_all: bool = False
+    dingtalk_keyword: str | None = None
+    routes: tuple[ChannelSpec, ...] = ()
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -101,6 +117,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ConfigError: naming the first variable that is missing or malformed and
             showing what a valid value looks like.
     """
+    from .routing import notifier_settings
+
     env = dict(os.environ if environ is None else environ)
 
     def get(name: str) -> str:
@@ -141,12 +159,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         notify_timezone=_parse_timezone(get(Env.NOTIFY_TIMEZONE)),
         templates_dir=Path(get(Env.TEMPLATES_DIR)) if get(Env.TEMPLATES_DIR) else None,
         running_in_fc=running_in_fc,
+        **notifier_settings(env),
     )
-    if not settings.channels:
+    if not settings.channels and not settings.routes:
         raise ConfigError(
             f"no channel is configured; set {Env.DINGTALK_WEBHOOK_URL} "
             "(https://oapi.dingtalk.com/robot/send?access_token=...) and/or "
-            f"{Env.SLACK_WEBHOOK_URL} (https://hooks.slack.com/services/...)"
+            f"{Env.SLACK_WEBHOOK_URL} (https://hooks.slack.com/services/...), "
+            f"or name a routing file in {Env.ADDON_WATCH_CONFIG}"
         )
     if settings.dingtalk_secret and not settings.dingtalk_webhook_url:
         raise ConfigError(f"{Env.DINGTALK_SECRET} is set but {Env.DINGTALK_WEBHOOK_URL} is not")

@@ -65,9 +65,19 @@ class DeliveryError(AddonWatchError):
 
     ``permanent`` is true when sending the same message again cannot succeed
     without a change of configuration (revoked webhook, bad signing secret).
+    ``retry_after`` is set when the destination throttles: the seconds to wait
+    before the next message, which must not be sent sooner.
     """
 
-    def __init__(self, message: str, *, channel: str, permanent: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        channel: str,
+        permanent: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.channel = channel
         self.permanent = permanent
+        self.retry_after = retry_after

@@ -14,9 +14,10 @@ from .ack import AckClient
 from .config import Settings, load_settings
 from .credentials import Credentials, resolve_credentials
 from .errors import AddonWatchError, EventError
-from .notify import DingTalkNotifier, Notifier, SlackNotifier
+from .notify import Notifier
 from .redaction import REDACTOR, install_log_redaction
 from .render import Renderer
+from .routing import build_routes
 from .store import SqliteStore
 from .watcher import Summary, run_check
 
@@ -56,15 +57,8 @@ def parse_event(event: object) -> tuple[str, dict[str, Any]]:
 
 
 def build_notifiers(settings: Settings, session: requests.Session) -> dict[str, Notifier]:
-    """One notifier for each configured channel."""
-    notifiers: dict[str, Notifier] = {}
-    if settings.dingtalk_webhook_url:
-        notifiers["dingtalk"] = DingTalkNotifier(
-            settings.dingtalk_webhook_url, settings.dingtalk_secret, session
-        )
-    if settings.slack_webhook_url:
-        notifiers["slack"] = SlackNotifier(settings.slack_webhook_url, session)
-    return notifiers
+    """One notifier for each configured channel, with its filter."""
+    return dict(build_routes(settings, session))
 
 
 def check(settings: Settings, trigger: str, session: requests.Session | None = None) -> Summary:
@@ -86,15 +80,16 @@ def check(settings: Settings, trigger: str, session: requests.Session | None = N
             "set STATE_STORE to durable storage",
             settings.state_path,
         )
+    routes = build_routes(settings, session)
     store = SqliteStore(settings.state_path)
     try:
         return run_check(
             targets=settings.targets,
             client=AckClient(settings.ack_endpoint, credentials, session),
             store=store,
-            notifiers=build_notifiers(settings, session),
+            notifiers=routes,
             renderer=Renderer(settings.templates_dir, settings.notify_timezone),
-            languages={channel: settings.language_for(channel) for channel in settings.channels},
+            languages={name: route.language for name, route in routes.items()},
             trigger=trigger,
         )
     finally:

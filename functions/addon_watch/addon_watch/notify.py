@@ -1,8 +1,10 @@
 """Sending payloads to DingTalk robots and Slack incoming webhooks.
 
-A send either returns (delivered) or raises ``DeliveryError`` whose
-``permanent`` flag says whether trying again can help. No message built here
-contains the webhook URL, its token or the signing secret.
+A send either returns (delivered) or raises ``DeliveryError``: ``permanent``
+says that sending again cannot help until the configuration changes, and
+``retry_after`` that the destination throttles and nothing may be sent to it
+sooner. No message built here contains the webhook URL, its token or the
+signing secret.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import base64
 import hashlib
 import hmac
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -20,6 +24,7 @@ import requests
 
 from .errors import DeliveryError
 from .redaction import REDACTOR, Secret
+from .render import DingTalkOptions, Message, body_bytes, dingtalk_payload, slack_payload
 
 logger = logging.getLogger(__name__)
 
@@ -27,23 +32,41 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 _SNIPPET = 200
 
+DINGTALK_RATE = 20  # messages a minute per robot
+DINGTALK_RATE_PERIOD = 60.0
+# After a 130101 DingTalk throttles the robot for about ten minutes.
+DINGTALK_THROTTLE_HOLD = 600.0
+# Longest a Slack 429 is waited out inside one invocation; longer is deferred.
+SLACK_MAX_WAIT = 30.0
+
+_TOKEN_HINT = "check the access_token in the robot's webhook URL (DINGTALK_WEBHOOK_URL)"
+_TOO_LONG = "the message is too long for DingTalk; this is a bug: messages are cut to fit"
+
 # DingTalk errcodes: what went wrong and whether sending again can help.
 DINGTALK_ERRORS: dict[int, tuple[str, bool]] = {
-    130101: (
-        "the robot is sending too fast (limit 20 messages a minute); it is throttled for a while",
-        False,
-    ),
+    130101: ("the robot is sending too fast (limit 20 messages a minute); throttled", False),
     310000: (
         "the robot's security settings refused the message: check DINGTALK_SECRET (signing), "
-        "the custom keyword and the IP allowlist",
+        "DINGTALK_KEYWORD (custom keyword) and the IP allowlist",
         True,
     ),
-    300001: ("the access token does not exist: check DINGTALK_WEBHOOK_URL", True),
-    300005: ("the access token does not exist: check DINGTALK_WEBHOOK_URL", True),
-    400101: ("the access token does not exist: check DINGTALK_WEBHOOK_URL", True),
-    460101: ("the message is too long for DingTalk", True),
-    101002: ("the message is too long for DingTalk", True),
+    300001: (f"the access token does not exist: {_TOKEN_HINT}", True),
+    300005: (f"the access token does not exist: {_TOKEN_HINT}", True),
+    400101: (f"the access token does not exist: {_TOKEN_HINT}", True),
+    460101: (_TOO_LONG, True),
+    101002: (_TOO_LONG, True),
 }
+
+# 310000 covers four settings; the errmsg says which (its wording has changed over time).
+DINGTALK_SECURITY_REASONS = (
+    ("sign", "the signature does not match: check DINGTALK_SECRET is the robot's 'SEC...' secret"),
+    (
+        "timestamp",
+        "the timestamp was refused: check this machine's clock (DingTalk allows one hour)",
+    ),
+    ("keyword", "the message lacks the robot's custom keyword: set DINGTALK_KEYWORD to one"),
+    ("ip", "this function's outbound IP is not in the robot's IP allowlist"),
+)
 
 SLACK_PERMANENT = {
     "invalid_payload": "Slack rejected the payload",
@@ -58,11 +81,62 @@ SLACK_PERMANENT = {
 
 
 class Notifier(Protocol):
-    """One chat destination."""
+    """One chat destination: builds its payload from a message and sends it."""
 
     channel: str
 
+    def build(self, message: Message) -> dict[str, Any]: ...
+
     def send(self, payload: dict[str, Any]) -> None: ...
+
+
+class RateWindow:
+    """At most ``limit`` sends in any ``period`` seconds, plus holds after throttling."""
+
+    def __init__(
+        self,
+        limit: int = DINGTALK_RATE,
+        period: float = DINGTALK_RATE_PERIOD,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.period = period
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self._held_until = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """Seconds until the next send is allowed; 0 when it is."""
+        with self._lock:
+            now = self._clock()
+            while self._sent and now - self._sent[0] >= self.period:
+                self._sent.popleft()
+            full = self._sent[0] + self.period - now if len(self._sent) >= self.limit else 0.0
+            return max(full, self._held_until - now, 0.0)
+
+    def note(self) -> None:
+        """Count a send."""
+        with self._lock:
+            self._sent.append(self._clock())
+
+    def hold(self, seconds: float) -> None:
+        """Allow nothing for ``seconds``."""
+        with self._lock:
+            self._held_until = max(self._held_until, self._clock() + seconds)
+
+
+# One window per robot for the life of the instance: a warm instance remembers
+# what it sent in earlier invocations, and a 130101 hold outlives the invocation.
+_WINDOWS: dict[str, RateWindow] = {}
+_WINDOWS_LOCK = threading.Lock()
+
+
+def robot_window(webhook_url: str) -> RateWindow:
+    """The shared rate window of the robot behind a webhook URL."""
+    key = hashlib.sha256(webhook_url.encode()).hexdigest()
+    with _WINDOWS_LOCK:
+        return _WINDOWS.setdefault(key, RateWindow())
 
 
 def _snippet(text: str) -> str:
@@ -74,7 +148,13 @@ def _post(
     session: requests.Session, url: str, payload: dict[str, Any], channel: str, what: str
 ) -> requests.Response:
     try:
-        return session.post(url, json=payload, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        # Sent as compact UTF-8 JSON: the very bytes the size limits were measured on.
+        return session.post(
+            url,
+            data=body_bytes(payload),
+            headers={"Content-Type": "application/json; charset=utf-8"},
+            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+        )
     except requests.Timeout as exc:
         # NOTE: a read timeout is ambiguous: the message may have arrived. Retrying
         # risks a duplicate, giving up risks a loss; it is retried, as losing is worse.
@@ -108,10 +188,18 @@ def dingtalk_url(webhook_url: str, secret: str | None, timestamp_ms: int) -> str
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
+def dingtalk_reason(errcode: int, errmsg: str) -> tuple[str, bool]:
+    """What an errcode means and whether it is permanent; 310000 refined by its errmsg."""
+    if errcode == 310000:
+        lowered = errmsg.lower()
+        for needle, reason in DINGTALK_SECURITY_REASONS:
+            if needle in lowered:
+                return reason, True
+    return DINGTALK_ERRORS.get(errcode, ("DingTalk refused the message", False))
+
+
 class DingTalkNotifier:
     """A DingTalk custom robot; signs every request when a secret is set."""
-
-    channel = "dingtalk"
 
     def __init__(
         self,
@@ -119,20 +207,41 @@ class DingTalkNotifier:
         secret: Secret | None = None,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        channel: str = "dingtalk",
+        options: DingTalkOptions | None = None,
+        window: RateWindow | None = None,
     ) -> None:
+        self.channel = channel
+        self.options = options or DingTalkOptions()
         self._url = webhook_url
         self._secret = secret
         self._session = session or requests.Session()
         self._clock = clock
+        self._window = window or robot_window(webhook_url.reveal())
 
     def __repr__(self) -> str:
-        return f"DingTalkNotifier(signed={bool(self._secret)})"
+        return f"DingTalkNotifier(channel={self.channel!r}, signed={bool(self._secret)})"
+
+    def build(self, message: Message) -> dict[str, Any]:
+        return dingtalk_payload(message, self.options)
 
     def send(self, payload: dict[str, Any]) -> None:
+        # Never hot-retry a throttled robot: a send within the hold only lengthens it.
+        wait = self._window.wait()
+        if wait > 0:
+            raise DeliveryError(
+                f"not sent to the DingTalk robot: it may take {self._window.limit} messages a "
+                f"minute and is held for another {wait:.0f} s; deferred",
+                channel=self.channel,
+                retry_after=wait,
+            )
+
         # A fresh timestamp for every request: DingTalk refuses one older than an hour.
         timestamp_ms = int(self._clock() * 1000)
         secret = self._secret.reveal() if self._secret else None
         url = dingtalk_url(self._url.reveal(), secret, timestamp_ms)
+        self._window.note()
         response = _post(self._session, url, payload, self.channel, "the DingTalk robot")
 
         if response.status_code != 200:
@@ -154,33 +263,69 @@ class DingTalkNotifier:
         if errcode == 0:
             return
         errmsg = _snippet(str(body.get("errmsg", "")))
-        reason, permanent = DINGTALK_ERRORS.get(errcode, ("DingTalk refused the message", False))
+        reason, permanent = dingtalk_reason(errcode, errmsg)
+        retry_after = None
+        if errcode == 130101:
+            self._window.hold(DINGTALK_THROTTLE_HOLD)
+            retry_after = DINGTALK_THROTTLE_HOLD
         raise DeliveryError(
             f"DingTalk errcode {errcode} ({errmsg}): {reason}",
             channel=self.channel,
             permanent=permanent,
+            retry_after=retry_after,
         )
 
 
 class SlackNotifier:
-    """A Slack incoming webhook."""
+    """A Slack incoming webhook; waits out a short ``Retry-After`` when time allows."""
 
-    channel = "slack"
-
-    def __init__(self, webhook_url: Secret, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        webhook_url: Secret,
+        session: requests.Session | None = None,
+        *,
+        channel: str = "slack",
+        time_left: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.channel = channel
         self._url = webhook_url
         self._session = session or requests.Session()
+        # NOTE: without the invocation's deadline, a fixed budget per instance of
+        # the notifier bounds the waiting; pass time_left to use the real one.
+        self._budget = SLACK_MAX_WAIT
+        self._time_left = time_left
+        self._sleep = sleep
 
     def __repr__(self) -> str:
-        return "SlackNotifier()"
+        return f"SlackNotifier(channel={self.channel!r})"
+
+    def build(self, message: Message) -> dict[str, Any]:
+        return slack_payload(message)
 
     def send(self, payload: dict[str, Any]) -> None:
-        response = _post(
-            self._session, self._url.reveal(), payload, self.channel, "the Slack webhook"
-        )
-        body = response.text.strip()
-        if response.status_code == 200 and body == "ok":
-            return
+        while True:
+            response = _post(
+                self._session, self._url.reveal(), payload, self.channel, "the Slack webhook"
+            )
+            body = response.text.strip()
+            if response.status_code == 200 and body == "ok":
+                return
+            if response.status_code != 429:
+                break
+            wait = _retry_after(response.headers.get("Retry-After"))
+            if not self._may_wait(wait):
+                raise DeliveryError(
+                    f"Slack answered HTTP 429 rate_limited; Retry-After {wait:g} s is more "
+                    "than this invocation can wait: deferred",
+                    channel=self.channel,
+                    retry_after=wait,
+                )
+            logger.warning(
+                "Slack answered 429 rate_limited for %s; waiting %g s as asked", self.channel, wait
+            )
+            self._budget -= wait
+            self._sleep(wait)
 
         code = body if body.replace("_", "").isalnum() else ""
         if code in SLACK_PERMANENT:
@@ -189,13 +334,20 @@ class SlackNotifier:
                 channel=self.channel,
                 permanent=True,
             )
-        detail = (
-            f"; retry after {response.headers.get('Retry-After')} s"
-            if response.status_code == 429
-            else ""
-        )
         raise DeliveryError(
-            f"Slack answered HTTP {response.status_code}: {_snippet(body)}{detail}",
+            f"Slack answered HTTP {response.status_code}: {_snippet(body)}",
             channel=self.channel,
-            permanent=response.status_code in (400, 403, 404, 410),
+            permanent=400 <= response.status_code < 500,
         )
+
+    def _may_wait(self, seconds: float) -> bool:
+        left = self._time_left() if self._time_left else self._budget
+        # Keep a margin for the request itself after the wait.
+        return seconds <= min(self._budget, left - READ_TIMEOUT - CONNECT_TIMEOUT)
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(float(value or 1), 0.0)
+    except ValueError:
+        return 1.0

@@ -5,26 +5,56 @@ the message text comes from a template. Values from the API reach a template
 as variables (never as template source) and every ``{{ value }}`` is escaped
 for its channel on the way out, so a cluster name holding ``{{ 7*7 }}``,
 quotes, newlines or ``<&>`` is shown as typed.
+
+A directory of user templates (``TEMPLATES_DIR``) may override any built-in
+template. A user template that does not compile is reported with its file and
+line when the renderer is built; one that fails while rendering is reported
+then. Either way the built-in template renders the message, so it still goes out.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import TemplateError
-from .model import Announcement
+from .model import Announcement, Outcome, Target
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from .config import Settings
+
+logger = logging.getLogger(__name__)
 
 SLACK_SECTION_LIMIT = 3000
-SLACK_TEXT_LIMIT = 150
+SLACK_HEADER_LIMIT = 150
+SLACK_BLOCK_LIMIT = 50
+SLACK_FIELD_LIMIT = 10
+SLACK_FIELD_TEXT_LIMIT = 2000
+# Kept for callers of the earlier name: the header (fallback) length.
+SLACK_TEXT_LIMIT = SLACK_HEADER_LIMIT
+# DingTalk refuses bodies over 20,000 UTF-8 bytes; a little is kept in reserve.
+DINGTALK_BODY_LIMIT = 19_800
+DINGTALK_TITLE_LIMIT = 64
+SLACK_COLORS = {"failed": "#e01e5a", "canceled": "#9e9e9e", "success": "#2eb886"}
+CUT_MARKERS = {
+    "zh": "……（消息过长，以下内容已截断）",
+    "en": "… (cut here: the message was too long for DingTalk)",
+}
+
 _WHITESPACE = re.compile(r"\s+")
 # Characters that start markdown structure in the middle of a line. Hyphens and
 # dots, common in addon names and versions, are left alone.
 _DINGTALK_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
+_LONE_NEWLINE = re.compile(r"(?<![\n ])[ ]?\n(?!\n)")
 
 
 def builtin_templates_dir() -> Path:
@@ -72,16 +102,36 @@ class _Markup(str):
     """Text produced by the project's own filters, already escaped."""
 
 
+def channel_kind(channel: str) -> str:
+    """``dingtalk`` for ``dingtalk`` and ``dingtalk:ops``."""
+    return channel.partition(":")[0]
+
+
 @dataclass(frozen=True)
 class Message:
-    """A rendered message: its title (preview line) and body text."""
+    """A rendered message: its title (preview line), body text and what it reports."""
 
     title: str
     text: str
+    outcomes: tuple[str, ...] = ()
+    language: str = "en"
+
+
+@dataclass
+class _Loaded:
+    """The environments of one channel kind: the user's (if any) and the built-in one."""
+
+    builtin: SandboxedEnvironment
+    user: SandboxedEnvironment | None
+    user_names: set[str] = field(default_factory=set)
 
 
 class Renderer:
-    """Loads the templates once and renders announcements for each channel."""
+    """Loads the templates once and renders announcements for each channel.
+
+    ``problems`` lists what was wrong with the user's templates, one line each
+    with file and line; the built-in template stood in for each of them.
+    """
 
     ESCAPERS: ClassVar[dict[str, Callable[[object], str]]] = {
         "dingtalk": escape_dingtalk,
@@ -89,28 +139,61 @@ class Renderer:
     }
 
     def __init__(self, templates_dir: Path | None = None, timezone_name: str | None = None) -> None:
+        self._zone = _zone(timezone_name)
+        self.problems: list[str] = []
+        self._user_dir = templates_dir
+        if templates_dir is not None and not templates_dir.is_dir():
+            self._problem(
+                f"TEMPLATES_DIR {templates_dir} is not a directory; the built-in templates are used"
+            )
+            self._user_dir = None
+        self._loaded = {kind: self._load(kind, escape) for kind, escape in self.ESCAPERS.items()}
+
+    def _environment(
+        self, directory: Path, escape: Callable[[object], str]
+    ) -> SandboxedEnvironment:
         from jinja2 import FileSystemLoader, StrictUndefined
         from jinja2.sandbox import SandboxedEnvironment
 
-        search_path = [str(p) for p in (templates_dir, builtin_templates_dir()) if p is not None]
-        self._zone = _zone(timezone_name)
-        self._environments = {}
-        for channel, escape in self.ESCAPERS.items():
-            env = SandboxedEnvironment(
-                loader=FileSystemLoader(search_path),
-                undefined=StrictUndefined,
-                autoescape=False,
-                trim_blocks=True,
-                lstrip_blocks=True,
-                finalize=_escaping(escape),
-            )
-            env.filters["duration"] = lambda seconds, language="en": _Markup(
-                format_duration(seconds, language)
-            )
-            self._environments[channel] = env
+        env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(directory)),
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            finalize=_escaping(escape),
+        )
+        env.filters["duration"] = lambda seconds, language="en": _Markup(
+            format_duration(seconds, language)
+        )
+        return env
+
+    def _load(self, kind: str, escape: Callable[[object], str]) -> _Loaded:
+        from jinja2 import TemplateError as JinjaTemplateError
+
+        loaded = _Loaded(self._environment(builtin_templates_dir(), escape), None)
+        if self._user_dir is None:
+            return loaded
+        loaded.user = self._environment(self._user_dir, escape)
+        for path in sorted(self._user_dir.glob(f"{kind}*.j2")):
+            # Compile now, so a broken template is reported when loaded, not when needed.
+            try:
+                loaded.user.get_template(path.name)
+            except JinjaTemplateError as exc:
+                self._problem(
+                    f"template {_where(exc, path.name, self._user_dir)} is broken: "
+                    f"{type(exc).__name__}: {exc}; the built-in template is used"
+                )
+                continue
+            loaded.user_names.add(path.name)
+        return loaded
+
+    def _problem(self, text: str) -> None:
+        logger.error("%s", text)
+        self.problems.append(text)
 
     def context(self, item: Announcement, language: str) -> dict[str, Any]:
-        """The variables a template sees."""
+        """The variables a template sees for one announcement."""
         duration = None
         if item.created_at and item.finished_at and item.finished_at >= item.created_at:
             duration = int((item.finished_at - item.created_at).total_seconds())
@@ -127,28 +210,42 @@ class Renderer:
             "duration_seconds": duration,
         }
 
-    def render(self, channel: str, language: str, item: Announcement) -> Message:
-        """Title and text of the message for one channel."""
-        from jinja2 import TemplateError as JinjaTemplateError
+    def digest_context(self, items: Sequence[Announcement], language: str) -> dict[str, Any]:
+        """The variables a digest template sees: ``items`` and counts by outcome."""
+        counts = {outcome.value: 0 for outcome in Outcome}
+        for item in items:
+            counts[item.outcome.value] += 1
+        return {
+            "language": language,
+            "items": [self.context(item, language) for item in items],
+            "count": len(items),
+            "counts": counts,
+        }
 
-        name = f"{channel}.{language}.j2"
-        try:
-            module = (
-                self._environments[channel]
-                .get_template(name)
-                .make_module(self.context(item, language))
-            )
-            title = _one_line(getattr(module, "title", ""))
-            text = str(module).strip()
-        except JinjaTemplateError as exc:
-            where = f"{getattr(exc, 'filename', None) or name}:{getattr(exc, 'lineno', '?')}"
-            raise TemplateError(f"template {where} failed: {type(exc).__name__}: {exc}") from exc
-        if not title or not text:
-            raise TemplateError(
-                f"template {name} rendered an empty title or text; "
-                "it must set 'title' and write a body"
-            )
-        return Message(title, text)
+    def render(self, channel: str, language: str, item: Announcement) -> Message:
+        """Title and text of the message about one announcement."""
+        kind = channel_kind(channel)
+        title, text = self._render(kind, f"{kind}.{language}.j2", self.context(item, language))
+        return Message(title, text, (item.outcome.value,), language)
+
+    def render_group(self, channel: str, language: str, items: Sequence[Announcement]) -> Message:
+        """One message about several announcements (a digest); the usual one for a single one."""
+        if len(items) == 1:
+            return self.render(channel, language, items[0])
+        kind = channel_kind(channel)
+        title, text = self._render(
+            kind, f"{kind}-digest.{language}.j2", self.digest_context(items, language)
+        )
+        return Message(title, text, tuple(item.outcome.value for item in items), language)
+
+    def _render(self, kind: str, name: str, context: dict[str, Any]) -> tuple[str, str]:
+        loaded = self._loaded[kind]
+        if loaded.user is not None and name in loaded.user_names:
+            try:
+                return _render_with(loaded.user, name, context, self._user_dir)
+            except TemplateError as exc:
+                self._problem(f"{exc}; the built-in template is used instead")
+        return _render_with(loaded.builtin, name, context, builtin_templates_dir())
 
     def _when(self, moment: datetime | None) -> str | None:
         if moment is None:
@@ -160,6 +257,37 @@ class Renderer:
         return f"{local:%Y-%m-%d %H:%M:%S} {label}"
 
 
+def _where(exc: BaseException, name: str, directory: Path | None) -> str:
+    """``file:line`` of a Jinja error: the syntax error's own, else the template's frame."""
+    filename = getattr(exc, "filename", None) or str((directory or Path()) / name)
+    lineno = getattr(exc, "lineno", None)
+    if lineno is None:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+        lineno = frames[-1].lineno if frames else None
+    return f"{filename}:{lineno if lineno is not None else '?'}"
+
+
+def _render_with(
+    env: SandboxedEnvironment, name: str, context: dict[str, Any], directory: Path | None
+) -> tuple[str, str]:
+    from jinja2 import TemplateError as JinjaTemplateError
+
+    try:
+        module = env.get_template(name).make_module(context)
+        title = _one_line(getattr(module, "title", ""))
+        text = str(module).strip()
+    except JinjaTemplateError as exc:
+        raise TemplateError(
+            f"template {_where(exc, name, directory)} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not title or not text:
+        raise TemplateError(
+            f"template {(directory or Path()) / name} rendered an empty title or text; "
+            "it must set 'title' and write a body"
+        )
+    return title, text
+
+
 def _zone(name: str | None) -> Any:
     if not name:
         return timezone.utc
@@ -168,20 +296,224 @@ def _zone(name: str | None) -> Any:
     return ZoneInfo(name)
 
 
-def dingtalk_payload(message: Message) -> dict[str, Any]:
-    """A DingTalk markdown message, built as data."""
-    return {"msgtype": "markdown", "markdown": {"title": message.title, "text": message.text}}
+# --- DingTalk --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DingTalkOptions:
+    """What a DingTalk robot needs in every message: mentions and its custom keyword."""
+
+    at_mobiles: tuple[str, ...] = ()
+    at_user_ids: tuple[str, ...] = ()
+    at_all: bool = False
+    keyword: str | None = None
+
+
+def body_bytes(payload: dict[str, Any]) -> bytes:
+    """The exact request body sent for a payload: compact UTF-8 JSON."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def dingtalk_line_breaks(text: str) -> str:
+    """Make every single newline a markdown line break (two spaces before it)."""
+    return _LONE_NEWLINE.sub("  \n", text)
+
+
+def dingtalk_payload(message: Message, options: DingTalkOptions | None = None) -> dict[str, Any]:
+    """A DingTalk markdown message built as data, under the body limit.
+
+    Mentions are written into the text (``@mobile``), because DingTalk notifies
+    only those whose ``@`` appears there; the custom keyword is added when the
+    text lacks it. Both come after any cut, so neither can be cut away.
+    """
+    options = options or DingTalkOptions()
+    text = dingtalk_line_breaks(message.text)
+    mentions = [
+        f"@{who}" for who in (*options.at_mobiles, *options.at_user_ids) if f"@{who}" not in text
+    ]
+    at: dict[str, Any] = {
+        "atMobiles": list(options.at_mobiles),
+        "atUserIds": list(options.at_user_ids),
+        "isAtAll": options.at_all,
+    }
+    title = message.title[:DINGTALK_TITLE_LIMIT]
+
+    def build(body: str) -> dict[str, Any]:
+        tail = list(mentions)
+        if options.keyword and options.keyword not in body:
+            tail.append(options.keyword)
+        full = body + ("\n\n" + " ".join(tail) if tail else "")
+        return {"msgtype": "markdown", "markdown": {"title": title, "text": full}, "at": at}
+
+    payload = build(text)
+    if len(body_bytes(payload)) <= DINGTALK_BODY_LIMIT:
+        return payload
+    marker = CUT_MARKERS.get(message.language, CUT_MARKERS["en"])
+    return build(_cut(text, lambda kept: len(body_bytes(build(kept + marker))), marker))
+
+
+def _cut(text: str, size: Callable[[str], int], marker: str) -> str:
+    """The longest clean prefix of ``text`` (plus a marker) whose body fits the limit."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if size(_clean_prefix(text[:middle])) <= DINGTALK_BODY_LIMIT:
+            low = middle
+        else:
+            high = middle - 1
+    kept = text[:low]
+    # End at a line when one is near, never inside an escape or a half-written line.
+    line_end = kept.rfind("\n", int(len(kept) * 0.9))
+    if line_end > 0:
+        kept = kept[:line_end]
+    return _clean_prefix(kept) + marker
+
+
+def _clean_prefix(text: str) -> str:
+    return "\n\n" if not text else text.rstrip().rstrip("\\").rstrip() + "\n\n"
+
+
+# --- Slack -----------------------------------------------------------------------------------
+
+
+def slack_color(outcomes: Iterable[str]) -> str:
+    """The attachment colour: the worst outcome reported wins."""
+    seen = set(outcomes)
+    for outcome, color in SLACK_COLORS.items():
+        if outcome in seen:
+            return color
+    return "#439fe0"
+
+
+def _limit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _sections(text: str) -> list[str]:
+    """Paragraphs packed into section texts of at most the section limit."""
+    sections: list[str] = []
+    for paragraph in (p.strip() for p in text.split("\n\n")):
+        rest = paragraph
+        while len(rest) > SLACK_SECTION_LIMIT:
+            cut = rest.rfind("\n", 0, SLACK_SECTION_LIMIT)
+            cut = cut if cut > 0 else SLACK_SECTION_LIMIT
+            sections.append(rest[:cut])
+            rest = rest[cut:].lstrip("\n")
+        if not rest:
+            continue
+        if sections and len(sections[-1]) + 2 + len(rest) <= SLACK_SECTION_LIMIT:
+            sections[-1] += "\n\n" + rest
+        else:
+            sections.append(rest)
+    return sections
+
+
+def slack_fields(pairs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """Section fields (``*label*\\nvalue``) within Slack's 10 fields of 2,000 characters."""
+    return [
+        {"type": "mrkdwn", "text": _limit(f"*{label}*\n{value}", SLACK_FIELD_TEXT_LIMIT)}
+        for label, value in pairs[:SLACK_FIELD_LIMIT]
+    ]
 
 
 def slack_payload(message: Message) -> dict[str, Any]:
-    """A Slack message: fallback text plus one mrkdwn section."""
-    text = message.text
-    if len(text) > SLACK_SECTION_LIMIT:
-        text = text[: SLACK_SECTION_LIMIT - 1] + "…"
-    return {
-        "text": message.title[:SLACK_TEXT_LIMIT],
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    """A Slack message: fallback text, a header, and the body in a coloured attachment."""
+    header = {
+        "type": "header",
+        "text": {"type": "plain_text", "text": _limit(message.title, SLACK_HEADER_LIMIT)},
     }
+    sections = _sections(message.text)
+    room = SLACK_BLOCK_LIMIT - 1
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in sections
+    ]
+    if len(blocks) > room:
+        blocks = blocks[: room - 1]
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"… {len(sections) - len(blocks)} more section(s) not shown",
+                    }
+                ],
+            }
+        )
+    return {
+        "text": message.title,
+        "blocks": [header],
+        "attachments": [{"color": slack_color(message.outcomes), "blocks": blocks}],
+    }
+
+
+# --- Preview ---------------------------------------------------------------------------------
+
+
+def sample_announcements(count: int = 1) -> list[Announcement]:
+    """Made-up announcements for previews: success, failure and cancellation in turn."""
+    finished = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    outcomes = (Outcome.SUCCESS, Outcome.FAILED, Outcome.CANCELED)
+    components = ("metrics-server", "nginx-ingress-controller", "cloud-controller-manager")
+    return [
+        Announcement(
+            target=Target("c0123456789abcdef0123456789abcdef", components[i % 3]),
+            task_id=f"2026-01-02T02:5{i % 10}:00Z",
+            outcome=outcomes[i % 3],
+            version="v0.3.9.7-9a1b2c3-aliyun",
+            status={"success": "Success", "failed": "Failed", "canceled": "Canceled"}[
+                outcomes[i % 3].value
+            ],
+            created_at=finished - timedelta(minutes=6, seconds=7 * i),
+            finished_at=finished,
+        )
+        for i in range(count)
+    ]
+
+
+def preview(
+    settings_or_renderer: Settings | Renderer,
+    sample: Announcement | Sequence[Announcement],
+) -> list[tuple[str, dict[str, Any]]]:
+    """The payloads each channel would receive for a sample, without sending anything.
+
+    Args:
+        settings_or_renderer: the settings (every configured channel, with its
+            language, mentions and keyword, and the user's templates), or a
+            renderer alone (each built-in channel kind in each language).
+        sample: one announcement, or several to preview the grouped message.
+
+    Returns:
+        ``(channel, payload)`` pairs in sending order; the payload is exactly
+        the JSON that would be posted.
+    """
+    items = [sample] if isinstance(sample, Announcement) else list(sample)
+    if not items:
+        raise TemplateError("preview needs at least one sample announcement")
+    if isinstance(settings_or_renderer, Renderer):
+        renderer = settings_or_renderer
+        previews = []
+        for kind in Renderer.ESCAPERS:
+            for language in ("zh", "en"):
+                message = renderer.render_group(kind, language, items)
+                payload = (
+                    dingtalk_payload(message) if kind == "dingtalk" else slack_payload(message)
+                )
+                previews.append((f"{kind} ({language})", payload))
+        return previews
+
+    from .routing import build_routes
+
+    settings = settings_or_renderer
+    renderer = Renderer(settings.templates_dir, settings.notify_timezone)
+    routes = build_routes(settings)
+    previews = []
+    for name, route in routes.items():
+        accepted = [item for item in items if route.accepts(item)]
+        if accepted:
+            message = renderer.render_group(name, route.language, accepted)
+            previews.append((name, route.build(message)))
+    return previews
 
 
 PAYLOAD_BUILDERS: dict[str, Callable[[Message], dict[str, Any]]] = {

@@ -13,10 +13,14 @@ from .detect import observe
 from .errors import AckApiError, DeliveryError, TemplateError
 from .notify import Notifier
 from .redaction import REDACTOR
-from .render import PAYLOAD_BUILDERS, Renderer
+from .render import Renderer
+from .routing import channels_for
 from .store import OutboxItem, Store
 
 logger = logging.getLogger(__name__)
+
+# Most announcements in one grouped message; DingTalk's byte limit must still fit.
+GROUP_LIMIT = 40
 
 
 @dataclass
@@ -86,7 +90,8 @@ def run_check(
         # The record and the announcement it implies are written in one transaction,
         # before any send: a crash now cannot lose the message.
         record, announcement = observe(store.get_target(target), status)
-        store.record(target, record, announcement, notifiers.keys())
+        channels = channels_for(notifiers, announcement) if announcement else []
+        store.record(target, record, announcement, channels)
         if announcement is not None:
             summary.changes += 1
             logger.info(
@@ -113,7 +118,7 @@ def _deliver_channel(
     store: Store,
     summary: Summary,
 ) -> None:
-    """Send one channel's waiting messages, oldest first."""
+    """Send one channel's waiting messages, oldest first, grouped into as few as possible."""
     notifier = notifiers.get(channel)
     if notifier is None:
         # The channel was configured when the change was seen and is not now;
@@ -124,31 +129,58 @@ def _deliver_channel(
         summary.pending += len(items)
         return
 
-    for item in items:
+    # Several outcomes go out as one message: a DingTalk robot takes 20 a minute,
+    # a Slack webhook about one a second. A very long list is split into a few.
+    groups = [items[i : i + GROUP_LIMIT] for i in range(0, len(items), GROUP_LIMIT)]
+    for number, group in enumerate(groups):
+        announcements = [item.announcement for item in group]
         try:
-            message = renderer.render(channel, languages[channel], item.announcement)
-            notifier.send(PAYLOAD_BUILDERS[channel](message))
+            message = renderer.render_group(channel, languages[channel], announcements)
+            notifier.send(notifier.build(message))
         except TemplateError as exc:
-            _failed(item, store, summary, str(exc), permanent=True)
+            _failed(group, store, summary, str(exc), permanent=True)
             continue
         except DeliveryError as exc:
-            _failed(item, store, summary, str(exc), permanent=exc.permanent)
+            _failed(group, store, summary, str(exc), permanent=exc.permanent, after=exc.retry_after)
+            if exc.retry_after is not None:
+                # Throttled: anything more now would only lengthen the throttling.
+                deferred = [item for later in groups[number + 1 :] for item in later]
+                if deferred:
+                    _failed(deferred, store, summary, str(exc), after=exc.retry_after)
+                return
             continue
-        store.mark_sent(item)
-        summary.sent += 1
-        summary.delivered.append({"channel": channel, "announcement": item.announcement.key})
+        for item in group:
+            store.mark_sent(item)
+            summary.sent += 1
+            summary.delivered.append({"channel": channel, "announcement": item.announcement.key})
 
 
 def _failed(
-    item: OutboxItem, store: Store, summary: Summary, error: str, *, permanent: bool
+    items: list[OutboxItem],
+    store: Store,
+    summary: Summary,
+    error: str,
+    *,
+    permanent: bool = False,
+    after: float | None = None,
 ) -> None:
-    store.mark_failed(item, error, permanent=permanent)
-    fate = "given up" if permanent else "will retry next tick"
-    logger.error(
-        "sending %s to %s failed (%s): %s", item.announcement.key, item.channel, fate, error
-    )
-    summary.errors.append(f"{item.channel}: {error}")
+    for item in items:
+        store.mark_failed(item, error, permanent=permanent)
     if permanent:
-        summary.failed += 1
+        fate = "given up"
+    elif after is not None:
+        fate = f"deferred: throttled, not sent again for {after:.0f} s at least"
     else:
-        summary.pending += 1
+        fate = "will retry next tick"
+    logger.error(
+        "sending %s to %s failed (%s): %s",
+        ", ".join(item.announcement.key for item in items),
+        items[0].channel,
+        fate,
+        error,
+    )
+    summary.errors.append(f"{items[0].channel}: {error}")
+    if permanent:
+        summary.failed += len(items)
+    else:
+        summary.pending += len(items)
