@@ -57,7 +57,10 @@ class WebhookReceiver(LoopbackServer):
         self.slack_paths = {SLACK_PATH}
         self._sent_at: dict[str, list[float]] = {}
         self.received: list[Received] = []
-        self.scripted: dict[str, list[tuple[int, str]]] = {"dingtalk": [], "slack": []}
+        self.scripted: dict[str, list[tuple[int, str, dict[str, str]]]] = {
+            "dingtalk": [],
+            "slack": [],
+        }
         self._lock = threading.Lock()
 
     @property
@@ -78,10 +81,16 @@ class WebhookReceiver(LoopbackServer):
         self.slack_paths.add(path)
         return f"{self.base_url}{path}"
 
-    def script(self, channel: str, status: int, body: str | dict[str, Any]) -> None:
+    def script(
+        self,
+        channel: str,
+        status: int,
+        body: str | dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Answer the next message to this channel with this."""
         self.scripted[channel].append(
-            (status, json.dumps(body) if isinstance(body, dict) else body)
+            (status, json.dumps(body) if isinstance(body, dict) else body, headers or {})
         )
 
     def delivered(self, channel: str) -> list[Any]:
@@ -98,14 +107,11 @@ class WebhookReceiver(LoopbackServer):
         with self._lock:
             scripted = self.scripted[channel].pop(0) if self.scripted[channel] else None
         if scripted is not None:
-            status, body = scripted
+            status, body, headers = scripted
             robot = request.query.get("access_token", request.raw_path)
             self._keep(Received(channel, payload, status, False, request.query_pairs, robot))
-            return (
-                status,
-                {"Content-Type": "application/json" if body.startswith("{") else "text/plain"},
-                body.encode(),
-            )
+            kind = "application/json" if body.startswith("{") else "text/plain"
+            return status, {"Content-Type": kind, **headers}, body.encode()
         if channel == "dingtalk":
             return self._dingtalk(request, payload)
         return self._slack(request, payload)

@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 SLACK_SECTION_LIMIT = 3000
 SLACK_HEADER_LIMIT = 150
 SLACK_BLOCK_LIMIT = 50
-SLACK_FIELD_LIMIT = 10
-SLACK_FIELD_TEXT_LIMIT = 2000
 # Kept for callers of the earlier name: the header (fallback) length.
 SLACK_TEXT_LIMIT = SLACK_HEADER_LIMIT
 # DingTalk refuses bodies over 20,000 UTF-8 bytes; a little is kept in reserve.
@@ -406,14 +404,6 @@ def _sections(text: str) -> list[str]:
         else:
             sections.append(rest)
     return sections
-
-
-def slack_fields(pairs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
-    """Section fields (``*label*\\nvalue``) within Slack's 10 fields of 2,000 characters."""
-    return [
-        {"type": "mrkdwn", "text": _limit(f"*{label}*\n{value}", SLACK_FIELD_TEXT_LIMIT)}
-        for label, value in pairs[:SLACK_FIELD_LIMIT]
-    ]
 
 
 def slack_payload(message: Message) -> dict[str, Any]:
