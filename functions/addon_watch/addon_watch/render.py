@@ -28,6 +28,7 @@ from .errors import TemplateError
 from .model import Announcement, Outcome, Target
 
 if TYPE_CHECKING:
+    from jinja2 import Template
     from jinja2.sandbox import SandboxedEnvironment
 
     from .config import Settings
@@ -255,13 +256,17 @@ class Renderer:
         return f"{local:%Y-%m-%d %H:%M:%S} {label}"
 
 
-def _where(exc: BaseException, name: str, directory: Path | None) -> str:
+def _where(
+    exc: BaseException, name: str, directory: Path | None, template: Template | None = None
+) -> str:
     """``file:line`` of a Jinja error: the syntax error's own, else the template's frame."""
     filename = getattr(exc, "filename", None) or str((directory or Path()) / name)
     lineno = getattr(exc, "lineno", None)
-    if lineno is None:
+    if lineno is None and template is not None:
+        # A render error's frame is in the compiled template; map it back to the source.
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
-        lineno = frames[-1].lineno if frames else None
+        if frames and frames[-1].lineno is not None:
+            lineno = template.get_corresponding_lineno(frames[-1].lineno)
     return f"{filename}:{lineno if lineno is not None else '?'}"
 
 
@@ -270,14 +275,15 @@ def _render_with(
 ) -> tuple[str, str]:
     from jinja2 import TemplateError as JinjaTemplateError
 
+    template = None
     try:
-        module = env.get_template(name).make_module(context)
+        template = env.get_template(name)
+        module = template.make_module(context)
         title = _one_line(getattr(module, "title", ""))
         text = str(module).strip()
     except JinjaTemplateError as exc:
-        raise TemplateError(
-            f"template {_where(exc, name, directory)} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        where = _where(exc, name, directory, template)
+        raise TemplateError(f"template {where} failed: {type(exc).__name__}: {exc}") from exc
     if not title or not text:
         raise TemplateError(
             f"template {(directory or Path()) / name} rendered an empty title or text; "
