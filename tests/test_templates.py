@@ -17,6 +17,7 @@ from addon_watch.render import (
     preview,
     sample_announcements,
 )
+from tests import readme_samples
 from tests.delivery_helpers import announcement, many
 
 KINDS = ("dingtalk", "slack")
@@ -195,3 +196,13 @@ def test_preview_without_sample_is_an_error() -> None:
         preview(Renderer(), [])
 
     assert "at least one sample" in str(caught.value)
+
+
+def test_readme_shows_what_the_builtin_templates_render() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+    shown = readme.split(readme_samples.START)[1].split(readme_samples.END)[0]
+
+    assert shown.strip() == readme_samples.markdown().strip(), (
+        "README is stale: regenerate with `python -m tests.readme_samples`"
+    )

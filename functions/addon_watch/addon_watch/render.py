@@ -42,7 +42,8 @@ SLACK_BLOCK_LIMIT = 50
 SLACK_TEXT_LIMIT = SLACK_HEADER_LIMIT
 # DingTalk refuses bodies over 20,000 UTF-8 bytes; a little is kept in reserve.
 DINGTALK_BODY_LIMIT = 19_800
-DINGTALK_TITLE_LIMIT = 64
+# The title shows only in the conversation list; a long one is shortened there anyway.
+DINGTALK_TITLE_LIMIT = 128
 SLACK_COLORS = {"failed": "#e01e5a", "canceled": "#9e9e9e", "success": "#2eb886"}
 CUT_MARKERS = {
     "zh": "……（消息过长，以下内容已截断）",
@@ -340,7 +341,7 @@ def dingtalk_payload(message: Message, options: DingTalkOptions | None = None) -
         "atUserIds": list(options.at_user_ids),
         "isAtAll": options.at_all,
     }
-    title = message.title[:DINGTALK_TITLE_LIMIT]
+    title = _limit(message.title, DINGTALK_TITLE_LIMIT)
 
     def build(body: str) -> dict[str, Any]:
         tail = list(mentions)
