@@ -204,6 +204,28 @@ def test_dingtalk_30000_byte_message_is_cut_under_the_limit_with_a_marker(
     assert webhooks.delivered("dingtalk") == [payload]
 
 
+def test_dingtalk_mention_and_keyword_in_the_cut_part_are_written_again() -> None:
+    text = "x" * 25_000 + "\n\nACK @13800000000"
+    options = DingTalkOptions(at_mobiles=("13800000000",), keyword="ACK")
+
+    payload = dingtalk_payload(Message("t", text), options)
+
+    body = payload["markdown"]["text"]
+    assert body.endswith("the message was too long for DingTalk)\n\n@13800000000 ACK")
+    assert len(body_bytes(payload)) < 20_000
+
+
+def test_dingtalk_mention_and_keyword_kept_by_the_cut_are_not_repeated() -> None:
+    text = "ACK @13800000000\n\n" + "x" * 25_000
+    options = DingTalkOptions(at_mobiles=("13800000000",), keyword="ACK")
+
+    payload = dingtalk_payload(Message("t", text), options)
+
+    body = payload["markdown"]["text"]
+    assert body.startswith("ACK @13800000000\n\n") and body.count("@13800000000") == 1
+    assert body.count("ACK") == 1
+
+
 def test_dingtalk_short_message_is_not_cut() -> None:
     payload = dingtalk_payload(Message("t", "short"))
 

@@ -333,9 +333,6 @@ def dingtalk_payload(message: Message, options: DingTalkOptions | None = None) -
     """
     options = options or DingTalkOptions()
     text = dingtalk_line_breaks(message.text)
-    mentions = [
-        f"@{who}" for who in (*options.at_mobiles, *options.at_user_ids) if f"@{who}" not in text
-    ]
     at: dict[str, Any] = {
         "atMobiles": list(options.at_mobiles),
         "atUserIds": list(options.at_user_ids),
@@ -344,7 +341,8 @@ def dingtalk_payload(message: Message, options: DingTalkOptions | None = None) -
     title = _limit(message.title, DINGTALK_TITLE_LIMIT)
 
     def build(body: str) -> dict[str, Any]:
-        tail = list(mentions)
+        who = (*options.at_mobiles, *options.at_user_ids)
+        tail = [f"@{one}" for one in who if f"@{one}" not in body]
         if options.keyword and options.keyword not in body:
             tail.append(options.keyword)
         full = body + ("\n\n" + " ".join(tail) if tail else "")
