@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 
 from addon_watch.config import load_settings
-from addon_watch.errors import TemplateError
+from addon_watch.errors import AckApiError, TemplateError
 from addon_watch.model import Outcome
 from addon_watch.render import (
     Renderer,
     builtin_templates_dir,
+    console_url,
     preview,
     sample_announcements,
 )
 from tests import readme_samples
-from tests.delivery_helpers import announcement, many
+from tests.delivery_helpers import CLUSTER, announcement, many
 
 KINDS = ("dingtalk", "slack")
 LANGUAGES = ("zh", "en")
@@ -206,3 +207,39 @@ def test_readme_shows_what_the_builtin_templates_render() -> None:
     assert shown.strip() == readme_samples.markdown().strip(), (
         "README is stale: regenerate with `python -m tests.readme_samples`"
     )
+
+
+def test_cluster_name_is_looked_up_once_and_shown_escaped() -> None:
+    calls: list[int] = []
+
+    def names() -> dict[str, str]:
+        calls.append(1)
+        return {announcement().target.cluster_id: "prod_<main>"}
+
+    renderer = Renderer(cluster_names=names)
+
+    texts = [renderer.render(kind, "en", announcement()).text for kind in KINDS]
+    renderer.render_group("slack", "zh", many(3))
+
+    assert calls == [1]
+    assert "**Cluster**: prod\\_\\<main\\> (c0123456789abcdef0123456789abcdef)" in texts[0]
+    assert "*Cluster:* prod_&lt;main&gt; (c0123456789abcdef0123456789abcdef)\n" in texts[1]
+
+
+def test_cluster_name_lookup_failure_leaves_the_id(caplog: pytest.LogCaptureFixture) -> None:
+    def names() -> dict[str, str]:
+        raise AckApiError("DescribeClustersV1 answered HTTP 403 Forbidden.RAM")
+
+    with caplog.at_level(logging.WARNING, logger="addon_watch"):
+        message = Renderer(cluster_names=names).render("slack", "en", announcement())
+
+    assert "*Cluster:* c0123456789abcdef0123456789abcdef\n" in message.text
+    assert "Forbidden.RAM" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_console_link_points_at_the_cluster(kind: str) -> None:
+    message = Renderer().render(kind, "en", announcement())
+
+    assert console_url(CLUSTER) in message.text
+    assert console_url("c1/../x") is None

@@ -18,13 +18,13 @@ import json
 import logging
 import re
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import TemplateError
+from .errors import AddonWatchError, TemplateError
 from .model import Announcement, Outcome, Target
 
 if TYPE_CHECKING:
@@ -55,6 +55,20 @@ _WHITESPACE = re.compile(r"\s+")
 # dots, common in addon names and versions, are left alone.
 _DINGTALK_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
 _LONE_NEWLINE = re.compile(r"(?<![\n ])[ ]?\n(?!\n)")
+
+
+# NOTE: the console's URL scheme is not documented as an interface; this is the
+# cluster overview page as the console addresses it today.
+CONSOLE_URL = "https://cs.console.aliyun.com/#/k8s/cluster/{cluster_id}/v2/info/overview"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def console_url(cluster_id: str) -> str | None:
+    """The cluster's page in the ACK console, for an id that is safe in a URL."""
+    if not _SAFE_ID.match(cluster_id):
+        return None
+    # Built here from a checked id: trusted markup, not data to escape.
+    return _Markup(CONSOLE_URL.format(cluster_id=cluster_id))
 
 
 def builtin_templates_dir() -> Path:
@@ -138,9 +152,17 @@ class Renderer:
         "slack": escape_slack,
     }
 
-    def __init__(self, templates_dir: Path | None = None, timezone_name: str | None = None) -> None:
+    def __init__(
+        self,
+        templates_dir: Path | None = None,
+        timezone_name: str | None = None,
+        *,
+        cluster_names: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
         self._zone = _zone(timezone_name)
         self.problems: list[str] = []
+        self._cluster_lookup = cluster_names
+        self._cluster_names: Mapping[str, str] | None = None
         self._user_dir = templates_dir
         if templates_dir is not None and not templates_dir.is_dir():
             self._problem(
@@ -208,7 +230,22 @@ class Renderer:
             "started_at": self._when(item.created_at),
             "finished_at": self._when(item.finished_at),
             "duration_seconds": duration,
+            "cluster_name": self._cluster_name(item.target.cluster_id),
+            "console_url": console_url(item.target.cluster_id),
         }
+
+    def _cluster_name(self, cluster_id: str) -> str | None:
+        """The cluster's name, looked up once per renderer and only when a message needs it."""
+        if self._cluster_lookup is None:
+            return None
+        if self._cluster_names is None:
+            try:
+                self._cluster_names = dict(self._cluster_lookup())
+            except AddonWatchError as exc:
+                # A name is a nicety: the message goes out with the cluster id alone.
+                logger.warning("cluster names unavailable, messages show ids only: %s", exc)
+                self._cluster_names = {}
+        return self._cluster_names.get(cluster_id) or None
 
     def digest_context(self, items: Sequence[Announcement], language: str) -> dict[str, Any]:
         """The variables a digest template sees: ``items`` and counts by outcome."""
