@@ -169,7 +169,7 @@ def _failed(
     if permanent:
         fate = "given up"
     elif after is not None:
-        fate = f"deferred: throttled, not sent again for {after:.0f} s at least"
+        fate = f"deferred: throttled, next try in about {after:.0f} s"
     else:
         fate = "will retry next tick"
     logger.error(
