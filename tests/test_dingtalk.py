@@ -359,3 +359,18 @@ def test_dingtalk_failed_outcome_digest_counts(store: SqliteStore) -> None:
 
         (payload,) = hooks.delivered("dingtalk")
     assert payload["markdown"]["title"].startswith("2 addon upgrades ended: 1 succeeded, 1 failed")
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_dingtalk_fullest_digest_with_longest_names_is_not_cut(language: str) -> None:
+    longest = "a" * 250
+    items = [
+        announcement(f"{longest}{i:03d}", version="v" * 64, status="Failed") for i in range(25)
+    ]
+    names = {items[0].target.cluster_id: "n" * 63}
+    renderer = Renderer(cluster_names=lambda: names)
+
+    payload = dingtalk_payload(renderer.render_group("dingtalk", language, items))
+
+    assert len(body_bytes(payload)) < 20_000
+    assert all(f"{longest}{i:03d}" in payload["markdown"]["text"] for i in range(25))
