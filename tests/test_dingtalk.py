@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
+from addon_watch.config import load_settings
 from addon_watch.errors import DeliveryError
 from addon_watch.model import Outcome
 from addon_watch.notify import DingTalkNotifier, RateWindow, dingtalk_sign, dingtalk_url
@@ -24,6 +25,7 @@ from addon_watch.render import (
     dingtalk_line_breaks,
     dingtalk_payload,
 )
+from addon_watch.routing import build_routes
 from addon_watch.store import SqliteStore
 from tests.delivery_helpers import announcement, deliver, enqueue, many, open_store, states
 from tests.fakes.webhooks import DINGTALK_SECRET, DINGTALK_TOKEN, WebhookReceiver
@@ -374,3 +376,26 @@ def test_dingtalk_fullest_digest_with_longest_names_is_not_cut(language: str) ->
 
     assert len(body_bytes(payload)) < 20_000
     assert all(f"{longest}{i:03d}" in payload["markdown"]["text"] for i in range(25))
+
+
+def test_dingtalk_throttle_hold_outlives_the_invocation_in_a_warm_instance(
+    webhooks: WebhookReceiver, store: SqliteStore, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        {
+            "WATCH_TARGETS": "c1/metrics-server",
+            "ACK_REGION": "cn-hangzhou",
+            "DINGTALK_WEBHOOK_URL": webhooks.dingtalk_url,
+            "DINGTALK_SECRET": DINGTALK_SECRET,
+            "STATE_STORE": f"sqlite://{tmp_path / 'unused.sqlite3'}",
+        }
+    )
+    enqueue(store, [announcement()], ["dingtalk"])
+    webhooks.script("dingtalk", 200, {"errcode": 130101, "errmsg": "send too fast"})
+    deliver(store, build_routes(settings))
+
+    # The next invocation builds its notifiers afresh, in the same instance.
+    later = deliver(store, build_routes(settings))
+
+    assert len(webhooks.received) == 1
+    assert later.pending == 1 and "is held for another" in later.errors[0]

@@ -180,7 +180,7 @@ def test_slack_429_longer_than_the_time_left_is_deferred(
     assert waits == [] and summary.pending == 1
     assert states(store) == {f"{item.key}|slack": "pending"}
     line = caplog.records[-1].getMessage()
-    assert "Retry-After 30 s" in line and "deferred: throttled" in line
+    assert "retry after 30 s" in line and "deferred: throttled" in line
 
 
 def test_slack_429_without_time_left_raises_with_retry_after(webhooks: WebhookReceiver) -> None:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -42,11 +43,13 @@ SLACK_MAX_WAIT = 30.0
 _TOKEN_HINT = "check the access_token in the robot's webhook URL (DINGTALK_WEBHOOK_URL)"
 _TOO_LONG = "the message is too long for DingTalk; this is a bug: messages are cut to fit"
 
+_SECURITY = "the robot's security settings refused the message"
+
 # DingTalk errcodes: what went wrong and whether sending again can help.
 DINGTALK_ERRORS: dict[int, tuple[str, bool]] = {
     130101: ("the robot is sending too fast (limit 20 messages a minute); throttled", False),
     310000: (
-        "the robot's security settings refused the message: check DINGTALK_SECRET (signing), "
+        f"{_SECURITY}: check DINGTALK_SECRET (signing), "
         "DINGTALK_KEYWORD (custom keyword) and the IP allowlist",
         True,
     ),
@@ -59,13 +62,25 @@ DINGTALK_ERRORS: dict[int, tuple[str, bool]] = {
 
 # 310000 covers four settings; the errmsg says which (its wording has changed over time).
 DINGTALK_SECURITY_REASONS = (
-    ("sign", "the signature does not match: check DINGTALK_SECRET is the robot's 'SEC...' secret"),
     (
-        "timestamp",
-        "the timestamp was refused: check this machine's clock (DingTalk allows one hour)",
+        re.compile(r"\bsign", re.IGNORECASE),
+        f"{_SECURITY}: the signature does not match; "
+        "check DINGTALK_SECRET is the robot's 'SEC...' secret",
     ),
-    ("keyword", "the message lacks the robot's custom keyword: set DINGTALK_KEYWORD to one"),
-    ("ip", "this function's outbound IP is not in the robot's IP allowlist"),
+    (
+        re.compile(r"\btimestamp", re.IGNORECASE),
+        f"{_SECURITY}: the timestamp was refused; "
+        "check this machine's clock (DingTalk allows one hour)",
+    ),
+    (
+        re.compile(r"\bkeyword", re.IGNORECASE),
+        f"{_SECURITY}: the message lacks the robot's custom keyword; "
+        "set DINGTALK_KEYWORD to one of them",
+    ),
+    (
+        re.compile(r"\bip\b|whitelist|allowlist", re.IGNORECASE),
+        f"{_SECURITY}: this function's outbound IP is not in the robot's IP allowlist",
+    ),
 )
 
 SLACK_PERMANENT = {
@@ -140,8 +155,9 @@ def robot_window(webhook_url: str) -> RateWindow:
 
 
 def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
-    return REDACTOR.scrub(flat[:_SNIPPET] + ("…" if len(flat) > _SNIPPET else ""))
+    # Scrubbed before it is cut: a secret cut in half would no longer be recognised.
+    flat = REDACTOR.scrub(" ".join(text.split()))
+    return flat[:_SNIPPET] + ("…" if len(flat) > _SNIPPET else "")
 
 
 def _post(
@@ -191,9 +207,8 @@ def dingtalk_url(webhook_url: str, secret: str | None, timestamp_ms: int) -> str
 def dingtalk_reason(errcode: int, errmsg: str) -> tuple[str, bool]:
     """What an errcode means and whether it is permanent; 310000 refined by its errmsg."""
     if errcode == 310000:
-        lowered = errmsg.lower()
-        for needle, reason in DINGTALK_SECURITY_REASONS:
-            if needle in lowered:
+        for pattern, reason in DINGTALK_SECURITY_REASONS:
+            if pattern.search(errmsg):
                 return reason, True
     return DINGTALK_ERRORS.get(errcode, ("DingTalk refused the message", False))
 
@@ -218,7 +233,8 @@ class DingTalkNotifier:
         self._secret = secret
         self._session = session or requests.Session()
         self._clock = clock
-        self._window = window or robot_window(webhook_url.reveal())
+        # Its own window unless given the robot's shared one (see robot_window).
+        self._window = window or RateWindow()
 
     def __repr__(self) -> str:
         return f"DingTalkNotifier(channel={self.channel!r}, signed={bool(self._secret)})"
@@ -316,8 +332,8 @@ class SlackNotifier:
             wait = _retry_after(response.headers.get("Retry-After"))
             if not self._may_wait(wait):
                 raise DeliveryError(
-                    f"Slack answered HTTP 429 rate_limited; Retry-After {wait:g} s is more "
-                    "than this invocation can wait: deferred",
+                    f"Slack answered HTTP 429 rate_limited: retry after {wait:g} s, more "
+                    "than this invocation can wait; deferred",
                     channel=self.channel,
                     retry_after=wait,
                 )

@@ -14,6 +14,7 @@ then. Either way the built-in template renders the message, so it still goes out
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -127,8 +128,8 @@ class Message:
 
     title: str
     text: str
-    outcomes: tuple[str, ...] = ()
-    language: str = "en"
+    outcomes: tuple[str, ...] = field(default=(), compare=False)
+    language: str = field(default="en", compare=False)
 
 
 @dataclass
@@ -169,7 +170,11 @@ class Renderer:
                 f"TEMPLATES_DIR {templates_dir} is not a directory; the built-in templates are used"
             )
             self._user_dir = None
-        self._loaded = {kind: self._load(kind, escape) for kind, escape in self.ESCAPERS.items()}
+
+    @functools.cached_property
+    def _loaded(self) -> dict[str, _Loaded]:
+        # Built on the first render: a check with nothing to say never imports Jinja.
+        return {kind: self._load(kind, escape) for kind, escape in self.ESCAPERS.items()}
 
     def _environment(
         self, directory: Path, escape: Callable[[object], str]

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from .config import LANGUAGES, Env, _parse_base_url
 from .errors import ConfigError
 from .model import Announcement, Outcome
-from .notify import DingTalkNotifier, Notifier, SlackNotifier
 from .redaction import Secret
 from .render import DingTalkOptions, Message
 
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     import requests
 
     from .config import Settings
+    from .notify import Notifier
 
 KINDS = ("dingtalk", "slack")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -299,12 +299,21 @@ def channel_specs(settings: Settings) -> tuple[ChannelSpec, ...]:
 
 def build_routes(settings: Settings, session: requests.Session | None = None) -> dict[str, Route]:
     """One route per configured channel, by channel name, in sending order."""
+    from .notify import DingTalkNotifier, SlackNotifier, robot_window
+
     routes: dict[str, Route] = {}
     for spec in channel_specs(settings):
         notifier: Notifier
         if spec.kind == "dingtalk":
+            # The robot's window is shared for the life of the instance: a warm
+            # instance remembers its sends and a 130101 hold across invocations.
             notifier = DingTalkNotifier(
-                spec.webhook_url, spec.secret, session, channel=spec.name, options=spec.dingtalk
+                spec.webhook_url,
+                spec.secret,
+                session,
+                channel=spec.name,
+                options=spec.dingtalk,
+                window=robot_window(spec.webhook_url.reveal()),
             )
         else:
             notifier = SlackNotifier(spec.webhook_url, session, channel=spec.name)
