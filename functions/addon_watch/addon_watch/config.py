@@ -95,13 +95,16 @@ class Settings:
             names.append("dingtalk")
         if self.slack_webhook_url:
             names.append("slack")
-        return tuple(names)
+        return (*names, *(route.name for route in self.routes))
 
     def language_for(self, channel: str) -> str:
-        """The language of messages to this channel."""
+        """The language of messages to this channel (``dingtalk``, ``dingtalk:ops``, ...)."""
+        for route in self.routes:
+            if route.name == channel and route.language:
+                return route.language
         if self.notify_language:
             return self.notify_language
-        return "zh" if channel == "dingtalk" else "en"
+        return "zh" if channel.partition(":")[0] == "dingtalk" else "en"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -161,7 +164,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         running_in_fc=running_in_fc,
         **notifier_settings(env),
     )
-    if not settings.channels and not settings.routes:
+    if not settings.channels:
         raise ConfigError(
             f"no channel is configured; set {Env.DINGTALK_WEBHOOK_URL} "
             "(https://oapi.dingtalk.com/robot/send?access_token=...) and/or "

@@ -17,7 +17,6 @@ from .errors import AddonWatchError, EventError
 from .notify import Notifier
 from .redaction import REDACTOR, install_log_redaction
 from .render import Renderer
-from .routing import build_routes
 from .store import SqliteStore
 from .watcher import Summary, run_check
 
@@ -58,6 +57,8 @@ def parse_event(event: object) -> tuple[str, dict[str, Any]]:
 
 def build_notifiers(settings: Settings, session: requests.Session) -> dict[str, Notifier]:
     """One notifier for each configured channel, with its filter."""
+    from .routing import build_routes
+
     return dict(build_routes(settings, session))
 
 
@@ -80,16 +81,15 @@ def check(settings: Settings, trigger: str, session: requests.Session | None = N
             "set STATE_STORE to durable storage",
             settings.state_path,
         )
-    routes = build_routes(settings, session)
     store = SqliteStore(settings.state_path)
     try:
         return run_check(
             targets=settings.targets,
             client=AckClient(settings.ack_endpoint, credentials, session),
             store=store,
-            notifiers=routes,
+            notifiers=build_notifiers(settings, session),
             renderer=Renderer(settings.templates_dir, settings.notify_timezone),
-            languages={name: route.language for name, route in routes.items()},
+            languages={channel: settings.language_for(channel) for channel in settings.channels},
             trigger=trigger,
         )
     finally:

@@ -317,8 +317,7 @@ def build_routes(settings: Settings, session: requests.Session | None = None) ->
             )
         else:
             notifier = SlackNotifier(spec.webhook_url, session, channel=spec.name)
-        language = spec.language or settings.language_for(spec.kind)
-        routes[spec.name] = Route(spec, notifier, language)
+        routes[spec.name] = Route(spec, notifier, settings.language_for(spec.name))
     return routes
 
 
