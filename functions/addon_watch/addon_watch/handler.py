@@ -101,9 +101,9 @@ def check(settings: Settings, trigger: str, session: requests.Session | None = N
         store.close()
 
 
-def _log_summary(data: Mapping[str, Any]) -> None:
+def _log_summary(data: Mapping[str, Any], level: int = logging.INFO) -> None:
     line = {"event": SUMMARY_EVENT, **data}
-    logger.info("%s", REDACTOR.scrub(json.dumps(line, ensure_ascii=False, sort_keys=True)))
+    logger.log(level, "%s", REDACTOR.scrub(json.dumps(line, ensure_ascii=False, sort_keys=True)))
 
 
 def handle(
@@ -147,7 +147,8 @@ def handle(
                 "trigger": trigger,
                 "error": f"{type(exc).__name__}: {error}",
                 "duration_ms": int((time.monotonic() - started) * 1000),
-            }
+            },
+            logging.ERROR,
         )
         raise
     _log_summary(summary)

@@ -10,6 +10,7 @@ quotes, newlines or ``<&>`` is shown as typed.
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -141,7 +142,7 @@ class Renderer:
             title = _one_line(getattr(module, "title", ""))
             text = str(module).strip()
         except JinjaTemplateError as exc:
-            where = f"{getattr(exc, 'filename', None) or name}:{getattr(exc, 'lineno', '?')}"
+            where = _template_location(exc, name)
             raise TemplateError(f"template {where} failed: {type(exc).__name__}: {exc}") from exc
         if not title or not text:
             raise TemplateError(
@@ -158,6 +159,16 @@ class Renderer:
         if label.startswith("UTC") and len(label) == 8:
             label = f"{label[:6]}:{label[6:]}"
         return f"{local:%Y-%m-%d %H:%M:%S} {label}"
+
+
+def _template_location(exc: Exception, name: str) -> str:
+    """``file:line`` of a template error: from a syntax error, else from the traceback."""
+    lineno = getattr(exc, "lineno", None)
+    if lineno:
+        return f"{getattr(exc, 'filename', None) or name}:{lineno}"
+    # Jinja rewrites tracebacks so that template frames carry the template's file and line.
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else name
 
 
 def _zone(name: str | None) -> Any:
