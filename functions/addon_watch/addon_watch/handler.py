@@ -222,8 +222,9 @@ def invocation_deadline(context: object, settings: Settings, started: float) -> 
     else:
         timeout = getattr(getattr(context, "function", None), "timeout", None)
         budget = float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
-    budget = budget or settings.function_timeout
-    if not budget:
+    if budget is None:
+        budget = settings.function_timeout
+    if budget is None:
         return None
     return started + budget - min(DEADLINE_MARGIN, budget / 4)
 
