@@ -90,15 +90,15 @@ class HttpRequest:
         return data
 
 
-def _joined(raw: object, what: str, separator: str) -> dict[str, str]:
-    """Names lower-cased (headers) or kept (query); repeated or list values joined."""
+def _joined(raw: object, what: str, separator: str, *, lower: bool) -> dict[str, str]:
+    """A name-to-text map; repeated names (in any case, when ``lower``) and lists joined."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise EventError(f"the HTTP event's {what} is a {type(raw).__name__}; expected an object")
     joined: dict[str, str] = {}
     for name, value in raw.items():
-        key = str(name).lower() if what == "headers" else str(name)
+        key = str(name).lower() if lower else str(name)
         text = separator.join(map(str, value)) if isinstance(value, list) else str(value)
         joined[key] = f"{joined[key]}{separator}{text}" if key in joined else text
     return joined
@@ -110,8 +110,9 @@ def parse_request(event: Mapping[str, Any], request_id: str) -> HttpRequest:
     Raises:
         EventError: when the event lacks the method or the path.
     """
-    context = event.get("requestContext")
-    http = context.get("http") if isinstance(context, dict) else None
+    raw_context = event.get("requestContext")
+    context: dict[str, Any] = raw_context if isinstance(raw_context, dict) else {}
+    http = context.get("http")
     if not isinstance(http, dict) or not isinstance(http.get("method"), str):
         raise EventError("the HTTP event has no requestContext.http.method")
     raw_path = event.get("rawPath")
@@ -124,13 +125,11 @@ def parse_request(event: Mapping[str, Any], request_id: str) -> HttpRequest:
         method=http["method"].upper(),
         path=path if isinstance(path, str) and path else unquote(raw_path),
         raw_path=raw_path,
-        headers=_joined(event.get("headers"), "headers", ", "),
-        query=_joined(event.get("queryParameters"), "queryParameters", ","),
+        headers=_joined(event.get("headers"), "headers", ", ", lower=True),
+        query=_joined(event.get("queryParameters"), "queryParameters", ",", lower=False),
         body_text=body if isinstance(body, str) else "",
         body_is_base64=event.get("isBase64Encoded") is True,
-        request_id=str(context.get("requestId") or request_id)
-        if isinstance(context, dict)
-        else request_id,
+        request_id=str(context.get("requestId") or request_id),
         source_ip=str(http.get("sourceIp") or ""),
     )
 
