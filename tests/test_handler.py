@@ -224,9 +224,9 @@ def test_parse_event_kinds(event: bytes | None, trigger: str) -> None:
     assert parse_event(event)[0] == trigger
 
 
-def test_handler_http_event_is_refused_until_routes_exist(env: dict[str, str]) -> None:
+def test_handler_http_event_without_token_configured_fails_closed(env: dict[str, str]) -> None:
     event = {"version": "v1", "rawPath": "/check", "requestContext": {"http": {"method": "POST"}}}
 
     response = handle(json.dumps(event).encode(), None, environ=env)
 
-    assert response["statusCode"] == 501
+    assert response["statusCode"] == 401

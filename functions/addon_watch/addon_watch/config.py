@@ -37,6 +37,10 @@ class Env:
     NOTIFY_LANGUAGE = "NOTIFY_LANGUAGE"
     NOTIFY_TIMEZONE = "NOTIFY_TIMEZONE"
     TEMPLATES_DIR = "TEMPLATES_DIR"
+    # Manual HTTP trigger and the invocation's time budget.
+    HTTP_AUTH = "HTTP_AUTH"
+    HTTP_TOKEN = "HTTP_TOKEN"
+    FUNCTION_TIMEOUT = "FUNCTION_TIMEOUT"
 
 
 LANGUAGES = ("zh", "en")
@@ -70,6 +74,9 @@ class Settings:
     notify_timezone: str | None = None
     templates_dir: Path | None = None
     running_in_fc: bool = field(default=False, compare=False)
+    http_auth: str = "token"
+    http_token: Secret | None = None
+    function_timeout: float | None = None
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -141,6 +148,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         notify_timezone=_parse_timezone(get(Env.NOTIFY_TIMEZONE)),
         templates_dir=Path(get(Env.TEMPLATES_DIR)) if get(Env.TEMPLATES_DIR) else None,
         running_in_fc=running_in_fc,
+        http_auth=_parse_http_auth(get(Env.HTTP_AUTH)),
+        http_token=_parse_http_token(get(Env.HTTP_TOKEN)),
+        function_timeout=_parse_timeout(get(Env.FUNCTION_TIMEOUT)),
     )
     if not settings.channels:
         raise ConfigError(
@@ -263,3 +273,45 @@ def _parse_timezone(value: str) -> str | None:
             "expected e.g. 'Asia/Shanghai'"
         ) from exc
     return value
+
+
+HTTP_AUTH_MODES = ("token", "function")
+MIN_HTTP_TOKEN_LENGTH = 16
+
+
+def _parse_http_auth(value: str) -> str:
+    mode = value.lower() or "token"
+    if mode not in HTTP_AUTH_MODES:
+        raise ConfigError(
+            f"{Env.HTTP_AUTH} is {value!r}; expected 'token' (callers send "
+            f"'Authorization: Bearer <{Env.HTTP_TOKEN}>') or 'function' (the HTTP trigger's "
+            "authType is 'function' and Function Compute checks each request's signature)"
+        )
+    return mode
+
+
+def _parse_http_token(value: str) -> Secret | None:
+    if not value:
+        return None
+    if len(value) < MIN_HTTP_TOKEN_LENGTH or any(c.isspace() for c in value):
+        # The value is not repeated: even a bad token is a secret.
+        raise ConfigError(
+            f"{Env.HTTP_TOKEN} is too short or contains spaces; use at least "
+            f"{MIN_HTTP_TOKEN_LENGTH} random characters, e.g. the output of 'openssl rand -hex 32'"
+        )
+    return Secret(value)
+
+
+def _parse_timeout(value: str) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86_400:
+        raise ConfigError(
+            f"{Env.FUNCTION_TIMEOUT} is {value!r}; expected the function's timeout in seconds, "
+            "from 1 to 86400, e.g. '300'"
+        )
+    return seconds

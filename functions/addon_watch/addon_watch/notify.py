@@ -66,8 +66,9 @@ class Notifier(Protocol):
 
 
 def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
-    return REDACTOR.scrub(flat[:_SNIPPET] + ("…" if len(flat) > _SNIPPET else ""))
+    # Scrubbed before it is cut: a secret cut in half would no longer be recognised.
+    flat = REDACTOR.scrub(" ".join(text.split()))
+    return flat[:_SNIPPET] + ("…" if len(flat) > _SNIPPET else "")
 
 
 def _post(

@@ -9,6 +9,7 @@ quotes, newlines or ``<&>`` is shown as typed.
 
 from __future__ import annotations
 
+import functools
 import re
 import traceback
 from collections.abc import Callable
@@ -90,12 +91,19 @@ class Renderer:
     }
 
     def __init__(self, templates_dir: Path | None = None, timezone_name: str | None = None) -> None:
+        self._search_path = [
+            str(p) for p in (templates_dir, builtin_templates_dir()) if p is not None
+        ]
+        self._zone = _zone(timezone_name)
+
+    @functools.cached_property
+    def _environments(self) -> dict[str, Any]:
+        # Built on the first render: a check with nothing to say never imports Jinja.
         from jinja2 import FileSystemLoader, StrictUndefined
         from jinja2.sandbox import SandboxedEnvironment
 
-        search_path = [str(p) for p in (templates_dir, builtin_templates_dir()) if p is not None]
-        self._zone = _zone(timezone_name)
-        self._environments = {}
+        search_path = self._search_path
+        environments = {}
         for channel, escape in self.ESCAPERS.items():
             env = SandboxedEnvironment(
                 loader=FileSystemLoader(search_path),
@@ -108,7 +116,8 @@ class Renderer:
             env.filters["duration"] = lambda seconds, language="en": _Markup(
                 format_duration(seconds, language)
             )
-            self._environments[channel] = env
+            environments[channel] = env
+        return environments
 
     def context(self, item: Announcement, language: str) -> dict[str, Any]:
         """The variables a template sees."""

@@ -11,6 +11,7 @@ from typing import Any
 from .ack import AckClient
 from .detect import observe
 from .errors import AckApiError, DeliveryError, TemplateError
+from .model import Announcement
 from .notify import Notifier
 from .redaction import REDACTOR
 from .render import PAYLOAD_BUILDERS, Renderer
@@ -34,6 +35,9 @@ class Summary:
     errors: list[str] = field(default_factory=list)
     delivered: list[dict[str, str]] = field(default_factory=list)
     duration_ms: int = 0
+    deferred: int = 0
+    dry_run: bool = False
+    previews: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -50,6 +54,8 @@ def run_check(
     renderer: Renderer,
     languages: Mapping[str, str],
     trigger: str,
+    dry_run: bool = False,
+    deadline: float | None = None,
 ) -> Summary:
     """Check every target once and deliver what is owed.
 
@@ -61,14 +67,26 @@ def run_check(
         renderer: turns announcements into messages.
         languages: the message language for each channel.
         trigger: what started the check, for the summary.
+        dry_run: ask and render, but record nothing and send nothing; the
+            messages that would go out are returned in ``previews``.
+        deadline: a ``time.monotonic()`` value after which no new target or
+            channel is started; what is left is counted as ``deferred``
+            targets and ``pending`` messages, for the next tick.
 
     Returns:
         The summary of the check.
     """
     started = time.monotonic()
-    summary = Summary(trigger=trigger, targets=len(targets))
+    summary = Summary(trigger=trigger, targets=len(targets), dry_run=dry_run)
+    found: list[Announcement] = []
 
-    for target in targets:
+    for index, target in enumerate(targets):
+        if _past(deadline):
+            summary.deferred = len(targets) - index
+            logger.warning(
+                "near the time limit: %d target(s) left for the next tick", summary.deferred
+            )
+            break
         try:
             status = client.describe_addon_upgrade_status(target)
         except AckApiError as exc:
@@ -86,22 +104,62 @@ def run_check(
         # The record and the announcement it implies are written in one transaction,
         # before any send: a crash now cannot lose the message.
         record, announcement = observe(store.get_target(target), status)
-        store.record(target, record, announcement, notifiers.keys())
+        if not dry_run:
+            store.record(target, record, announcement, notifiers.keys())
         if announcement is not None:
             summary.changes += 1
+            found.append(announcement)
             logger.info(
                 "%s: task %s ended: %s", target, announcement.task_id, announcement.outcome.value
             )
+
+    if dry_run:
+        _preview(store.pending(), found, notifiers, renderer, languages, summary)
+        summary.duration_ms = int((time.monotonic() - started) * 1000)
+        return summary
 
     summary.expired = len(store.expire_old())
     by_channel: dict[str, list[OutboxItem]] = {}
     for item in store.pending():
         by_channel.setdefault(item.channel, []).append(item)
     for channel, items in by_channel.items():
+        if _past(deadline):
+            logger.warning("near the time limit: %d message(s) to %s left", len(items), channel)
+            summary.pending += len(items)
+            continue
         _deliver_channel(channel, items, notifiers, renderer, languages, store, summary)
 
     summary.duration_ms = int((time.monotonic() - started) * 1000)
     return summary
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _preview(
+    pending: list[OutboxItem],
+    found: list[Announcement],
+    notifiers: Mapping[str, Notifier],
+    renderer: Renderer,
+    languages: Mapping[str, str],
+    summary: Summary,
+) -> None:
+    """Render what a real check would send now: the waiting messages, then the new ones."""
+    owed = [(item.channel, item.announcement) for item in pending if item.channel in notifiers]
+    owed += [(channel, item) for item in found for channel in notifiers]
+    for channel, announcement in dict.fromkeys(owed):
+        preview: dict[str, Any] = {"channel": channel, "announcement": announcement.key}
+        try:
+            message = renderer.render(channel, languages[channel], announcement)
+        except TemplateError as exc:
+            preview["error"] = str(exc)
+            summary.errors.append(f"{channel}: {exc}")
+        else:
+            preview.update(
+                title=message.title, text=message.text, payload=PAYLOAD_BUILDERS[channel](message)
+            )
+        summary.previews.append(preview)
 
 
 def _deliver_channel(
