@@ -17,7 +17,7 @@ from .errors import AddonWatchError, EventError
 from .notify import DingTalkNotifier, Notifier, SlackNotifier
 from .redaction import REDACTOR, install_log_redaction
 from .render import Renderer
-from .store import SqliteStore
+from .store import open_store
 from .watcher import Summary, run_check
 
 logger = logging.getLogger("addon_watch")
@@ -79,14 +79,15 @@ def check(settings: Settings, trigger: str, session: requests.Session | None = N
             cached.append(resolve_credentials(settings.access_key))
         return cached[0]
 
-    if settings.running_in_fc and str(settings.state_path).startswith("/tmp/"):
+    if settings.running_in_fc and settings.state_path is not None:
+        # Allowed only with ALLOW_EPHEMERAL_STATE (see config): say it on every run.
         logger.warning(
-            "the state store %s is under /tmp, which Function Compute discards with the instance: "
-            "messages may repeat or be missed after an instance change; "
-            "set STATE_STORE to durable storage",
+            "EPHEMERAL STATE: the SQLite store %s lives on this Function Compute instance and "
+            "goes with it: messages may repeat or be lost after an instance change; "
+            "set STATE_STORE=oss://BUCKET/PREFIX for durable state",
             settings.state_path,
         )
-    store = SqliteStore(settings.state_path)
+    store = open_store(settings, credentials)
     try:
         return run_check(
             targets=settings.targets,
@@ -95,6 +96,8 @@ def check(settings: Settings, trigger: str, session: requests.Session | None = N
             notifiers=build_notifiers(settings, session),
             renderer=Renderer(settings.templates_dir, settings.notify_timezone),
             languages={channel: settings.language_for(channel) for channel in settings.channels},
+            max_age=settings.delivery_max_age,
+            lease=settings.delivery_lease,
             trigger=trigger,
         )
     finally:
