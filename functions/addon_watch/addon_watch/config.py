@@ -108,6 +108,11 @@ class Settings:
             names.append("slack")
         return tuple(names)
 
+    @property
+    def ephemeral_state(self) -> bool:
+        """The SQLite file is on Function Compute's /tmp, lost with the instance."""
+        return self.running_in_fc and _ephemeral(self.state_path)
+
     def language_for(self, channel: str) -> str:
         """The language of messages to this channel."""
         if self.notify_language:
@@ -245,7 +250,7 @@ def _parse_state_store(
     path = Path(rest) if value else default_state_path(env, running_in_fc)
     # Function Compute discards /tmp with the instance, and with it every record
     # and undelivered message: refuse unless the user accepted that.
-    if running_in_fc and str(path).startswith("/tmp/") and not allow_ephemeral:
+    if running_in_fc and _ephemeral(path) and not allow_ephemeral:
         raise ConfigError(
             f"the state store would be the SQLite file {path}, which Function Compute "
             "discards with the instance (messages would repeat or be lost); set "
@@ -253,6 +258,10 @@ def _parse_state_store(
             f"or set {Env.ALLOW_EPHEMERAL_STATE}=true to accept that"
         )
     return path, None
+
+
+def _ephemeral(path: Path | None) -> bool:
+    return path is not None and path.is_relative_to("/tmp")
 
 
 def _parse_oss(

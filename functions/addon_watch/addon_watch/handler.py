@@ -79,7 +79,7 @@ def check(settings: Settings, trigger: str, session: requests.Session | None = N
             cached.append(resolve_credentials(settings.access_key))
         return cached[0]
 
-    if settings.running_in_fc and settings.state_path is not None:
+    if settings.ephemeral_state:
         # Allowed only with ALLOW_EPHEMERAL_STATE (see config): say it on every run.
         logger.warning(
             "EPHEMERAL STATE: the SQLite store %s lives on this Function Compute instance and "
