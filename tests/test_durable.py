@@ -26,15 +26,12 @@ from tests.fakes.ticks import (
     ADDON,
     CLUSTER,
     OTHER,
-    Crash,
     Ticks,
-    crashing_notifiers,
     environment,
 )
 from tests.fakes.webhooks import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
-CHANNELS = ("dingtalk", "slack")
 
 
 @pytest.fixture
@@ -52,18 +49,6 @@ def store(path: Path) -> Iterator[SqliteStore]:
     opened = SqliteStore(path)
     yield opened
     opened.close()
-
-
-def delivered(hooks: WebhookReceiver) -> dict[str, int]:
-    return {channel: len(hooks.delivered(channel)) for channel in CHANNELS}
-
-
-def seen_then_finished(ticks: Ticks, store: SqliteStore) -> None:
-    """First tick records the running upgrade; then the upgrade ends."""
-    ticks.start_upgrade()
-    first = ticks.tick(store)
-    assert (first.checked, first.changes, first.sent) == (2, 0, 0)
-    ticks.finish_upgrade()
 
 
 class FlakyStore(SqliteStore):
@@ -90,7 +75,7 @@ class FlakyStore(SqliteStore):
 def test_delivery_webhooks_down_for_several_ticks_then_up_sends_one_message_per_channel(
     ticks: Ticks, webhooks: WebhookReceiver, store: SqliteStore
 ) -> None:
-    seen_then_finished(ticks, store)
+    ticks.seen_then_finished(store)
     for _ in range(3):
         webhooks.script("dingtalk", 503, "upstream unavailable")
         webhooks.script("slack", 503, "service unavailable")
@@ -110,7 +95,7 @@ def test_delivery_webhooks_down_for_several_ticks_then_up_sends_one_message_per_
         sent.append(ticks.tick(store).sent)
 
     assert sent == [0, 0, 2, 0, 0]
-    assert delivered(webhooks) == {"dingtalk": 1, "slack": 1}
+    assert ticks.delivered() == {"dingtalk": 1, "slack": 1}
     assert (ticks.attempts("dingtalk"), ticks.attempts("slack")) == (4, 4)
 
 
@@ -150,7 +135,7 @@ def test_delivery_three_handler_processes_at_once_send_one_message_per_channel(
         assert child.returncode == 0, err
         summaries.append(json.loads(out))
 
-    assert delivered(webhooks) == {"dingtalk": 1, "slack": 1}
+    assert ticks.delivered() == {"dingtalk": 1, "slack": 1}
     # Exactly one run saw the change: read, compare and write are one transaction.
     assert sum(s["changes"] for s in summaries) == 1
     assert sum(s["sent"] for s in summaries) == 2
@@ -158,37 +143,28 @@ def test_delivery_three_handler_processes_at_once_send_one_message_per_channel(
 
 
 def test_delivery_crash_between_claim_and_send_is_delivered_once_after_the_lease(
-    ticks: Ticks, webhooks: WebhookReceiver, store: SqliteStore
+    ticks: Ticks, store: SqliteStore
 ) -> None:
-    seen_then_finished(ticks, store)
+    ticks.seen_then_finished(store)
 
-    with pytest.raises(Crash):
-        ticks.tick(store, notifiers=crashing_notifiers())
-    assert delivered(webhooks) == {"dingtalk": 0, "slack": 0}
-
-    ticks.clock.advance(minutes=5)
-    during_lease = ticks.tick(store)
-    ticks.clock.advance(minutes=6)
-    after_lease = ticks.tick(store)
-    ticks.clock.advance(minutes=5)
-    later = ticks.tick(store)
+    during_lease, after_lease, later = ticks.crash_between_claim_and_send(store)
 
     assert (during_lease.sent, during_lease.busy) == (0, 2)
     assert (after_lease.sent, after_lease.busy) == (2, 0)
     assert later.sent == 0
-    assert delivered(webhooks) == {"dingtalk": 1, "slack": 1}
+    assert ticks.delivered() == {"dingtalk": 1, "slack": 1}
 
 
 def test_delivery_crash_after_send_before_record_duplicates_at_most_once(
-    ticks: Ticks, webhooks: WebhookReceiver, store: SqliteStore, path: Path
+    ticks: Ticks, store: SqliteStore, path: Path
 ) -> None:
-    seen_then_finished(ticks, store)
+    ticks.seen_then_finished(store)
 
     # DingTalk goes first: it is posted, then recording it fails and the run stops
     # before Slack is sent.
     with pytest.raises(StateStoreError, match="injected"):
         ticks.tick(FlakyStore(path, fail="mark_sent"))
-    assert delivered(webhooks) == {"dingtalk": 1, "slack": 0}
+    assert ticks.delivered() == {"dingtalk": 1, "slack": 0}
 
     ticks.clock.advance(minutes=5)
     during_lease = ticks.tick(store)
@@ -197,29 +173,29 @@ def test_delivery_crash_after_send_before_record_duplicates_at_most_once(
         ticks.tick(store)
 
     assert (during_lease.sent, during_lease.busy) == (0, 2)
-    assert delivered(webhooks) == {"dingtalk": 2, "slack": 1}
+    assert ticks.delivered() == {"dingtalk": 2, "slack": 1}
 
 
 def test_delivery_store_failure_before_send_sends_nothing_and_next_tick_recovers(
-    ticks: Ticks, webhooks: WebhookReceiver, store: SqliteStore, path: Path
+    ticks: Ticks, store: SqliteStore, path: Path
 ) -> None:
-    seen_then_finished(ticks, store)
+    ticks.seen_then_finished(store)
 
     with pytest.raises(StateStoreError, match="injected"):
         ticks.tick(FlakyStore(path, fail="claim"))
-    assert delivered(webhooks) == {"dingtalk": 0, "slack": 0}
+    assert ticks.delivered() == {"dingtalk": 0, "slack": 0}
 
     ticks.clock.advance(minutes=5)
     recovered = ticks.tick(store)
 
     assert (recovered.changes, recovered.sent) == (0, 2)
-    assert delivered(webhooks) == {"dingtalk": 1, "slack": 1}
+    assert ticks.delivered() == {"dingtalk": 1, "slack": 1}
 
 
 def test_delivery_permanent_slack_error_gives_slack_up_and_still_delivers_dingtalk(
     ticks: Ticks, webhooks: WebhookReceiver, store: SqliteStore
 ) -> None:
-    seen_then_finished(ticks, store)
+    ticks.seen_then_finished(store)
     webhooks.script("slack", 404, "no_service")
 
     summary = ticks.tick(store)
@@ -239,7 +215,7 @@ def test_delivery_permanent_slack_error_gives_slack_up_and_still_delivers_dingta
         }
     ]
     assert summary.delivered[0]["announcement"].endswith("|success")
-    assert delivered(webhooks) == {"dingtalk": 1, "slack": 0}
+    assert ticks.delivered() == {"dingtalk": 1, "slack": 0}
     assert ticks.attempts("slack") == 1
     assert [(s["sent"], s["failed"], s["pending"], s["given_up"]) for s in later] == [
         (0, 0, 0, [])
@@ -249,7 +225,7 @@ def test_delivery_permanent_slack_error_gives_slack_up_and_still_delivers_dingta
 def test_delivery_message_older_than_max_age_is_given_up_and_reported(
     ticks: Ticks, webhooks: WebhookReceiver, store: SqliteStore
 ) -> None:
-    seen_then_finished(ticks, store)
+    ticks.seen_then_finished(store)
     webhooks.script("dingtalk", 503, "down")
     webhooks.script("slack", 503, "down")
     ticks.tick(store, max_age=timedelta(hours=2))
@@ -265,13 +241,13 @@ def test_delivery_message_older_than_max_age_is_given_up_and_reported(
         ("slack", "expired"),
     ]
     assert (after.sent, after.expired, after.given_up) == (0, 0, [])
-    assert delivered(webhooks) == {"dingtalk": 0, "slack": 0}
+    assert ticks.delivered() == {"dingtalk": 0, "slack": 0}
 
 
 def test_delivery_corrupt_record_fails_that_target_only(
-    ticks: Ticks, webhooks: WebhookReceiver, store: SqliteStore, path: Path
+    ticks: Ticks, store: SqliteStore, path: Path
 ) -> None:
-    seen_then_finished(ticks, store)
+    ticks.seen_then_finished(store)
     with sqlite3.connect(path) as db:
         db.execute(
             "UPDATE targets SET record = ? WHERE target = ?",
@@ -283,13 +259,13 @@ def test_delivery_corrupt_record_fails_that_target_only(
     assert (summary.checked, summary.changes, summary.sent) == (2, 1, 2)
     assert len(summary.errors) == 1
     assert f"the record of {CLUSTER}/{OTHER} is unreadable" in summary.errors[0]
-    assert delivered(webhooks) == {"dingtalk": 1, "slack": 1}
+    assert ticks.delivered() == {"dingtalk": 1, "slack": 1}
 
 
 def test_delivery_record_of_a_later_format_is_refused_for_that_target_only(
     ticks: Ticks, store: SqliteStore, path: Path
 ) -> None:
-    seen_then_finished(ticks, store)
+    ticks.seen_then_finished(store)
     with sqlite3.connect(path) as db:
         (record,) = db.execute(
             "SELECT record FROM targets WHERE target = ?", (f"{CLUSTER}/{ADDON}",)

@@ -43,13 +43,16 @@ def test_state_store_in_fc_sqlite_under_tmp_refused_unless_allowed() -> None:
     assert allowed.allow_ephemeral_state
 
 
-def test_state_store_in_fc_oss_uses_the_internal_endpoint() -> None:
-    settings = load_settings({**IN_FC, "STATE_STORE": "oss://watch-state/ack/prod/"})
+def test_state_store_in_fc_oss_uses_the_internal_endpoint_of_the_function_region() -> None:
+    env = {**IN_FC, "ACK_REGION": "cn-beijing", "STATE_STORE": "oss://watch-state/ack/prod/"}
+
+    settings = load_settings(env)
 
     assert settings.state_path is None
     assert settings.oss_store == OssLocation(
         "watch-state", "ack/prod", "https://oss-cn-hangzhou-internal.aliyuncs.com", "cn-hangzhou"
     )
+    assert settings.ack_endpoint == "https://cs.cn-beijing.aliyuncs.com"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import requests
 
 from addon_watch.ack import AckClient
@@ -22,6 +23,7 @@ from tests.fakes.webhooks import DINGTALK_SECRET, WebhookReceiver
 CLUSTER = "c8f2e1d0a9b8c7d6e5f4a3b2c1d0e9f8a"
 ADDON = "metrics-server"
 OTHER = "nginx-ingress-controller"
+CHANNELS = ("dingtalk", "slack")
 
 
 def environment(sim: AckSimulator, hooks: WebhookReceiver, state_store: str) -> dict[str, str]:
@@ -57,7 +59,7 @@ class CrashingNotifier:
 
 
 def crashing_notifiers() -> dict[str, Notifier]:
-    return {channel: CrashingNotifier(channel) for channel in ("dingtalk", "slack")}
+    return {channel: CrashingNotifier(channel) for channel in CHANNELS}
 
 
 class Clock:
@@ -94,6 +96,31 @@ class Ticks:
     def finish_upgrade(self, status: str = "Success") -> None:
         finished = stamp(datetime.now(timezone.utc))
         self.sim.finish_task(CLUSTER, ADDON, status, finished, version="v0.3.9.7")
+
+    def seen_then_finished(self, store: Store) -> None:
+        """A first tick records the running upgrade silently; then the upgrade ends."""
+        self.start_upgrade()
+        first = self.tick(store)
+        assert (first.checked, first.changes, first.sent) == (2, 0, 0)
+        self.finish_upgrade()
+
+    def crash_between_claim_and_send(self, store: Store) -> tuple[Summary, Summary, Summary]:
+        """A run claims both messages and dies; then ticks within, after and well after the lease.
+
+        The lease is the default ten minutes.
+        """
+        with pytest.raises(Crash):
+            self.tick(store, notifiers=crashing_notifiers())
+        assert self.delivered() == {"dingtalk": 0, "slack": 0}
+        summaries = []
+        for minutes in (5, 6, 5):
+            self.clock.advance(minutes=minutes)
+            summaries.append(self.tick(store))
+        return summaries[0], summaries[1], summaries[2]
+
+    def delivered(self) -> dict[str, int]:
+        """Messages each channel accepted."""
+        return {channel: len(self.hooks.delivered(channel)) for channel in CHANNELS}
 
     def tick(
         self,

@@ -159,8 +159,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
 
     allow_ephemeral = _parse_bool(Env.ALLOW_EPHEMERAL_STATE, get(Env.ALLOW_EPHEMERAL_STATE))
+    # The bucket sits beside the function (its internal endpoint works only in
+    # that region), which may differ from the clusters' region.
     state_path, oss_store = _parse_state_store(
-        get(Env.STATE_STORE), env, running_in_fc, allow_ephemeral, region
+        get(Env.STATE_STORE), env, running_in_fc, allow_ephemeral, get(Env.FC_REGION) or region
     )
     settings = Settings(
         targets=parse_targets(get(Env.WATCH_TARGETS)),
