@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -248,7 +249,7 @@ def test_delivery_corrupt_record_fails_that_target_only(
     ticks: Ticks, store: SqliteStore, path: Path
 ) -> None:
     ticks.seen_then_finished(store)
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute(
             "UPDATE targets SET record = ? WHERE target = ?",
             ('{"v": 1, "task_id": ', f"{CLUSTER}/{OTHER}"),
@@ -266,7 +267,7 @@ def test_delivery_record_of_a_later_format_is_refused_for_that_target_only(
     ticks: Ticks, store: SqliteStore, path: Path
 ) -> None:
     ticks.seen_then_finished(store)
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         (record,) = db.execute(
             "SELECT record FROM targets WHERE target = ?", (f"{CLUSTER}/{ADDON}",)
         ).fetchone()
@@ -283,3 +284,17 @@ def test_delivery_record_of_a_later_format_is_refused_for_that_target_only(
         "this release reads 1); this target is skipped until the record is fixed or deleted "
         "(deleting it makes the next check record the target afresh, silently)"
     ]
+
+
+def test_delivery_store_written_by_a_later_release_is_refused(path: Path) -> None:
+    SqliteStore(path).close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'format_version'")
+
+    with pytest.raises(StateStoreError) as raised:
+        SqliteStore(path)
+
+    assert str(raised.value) == (
+        f"the SQLite state store at {path} has format 2, and this release reads format 1: "
+        "run the release that wrote it, or point STATE_STORE at a new file"
+    )

@@ -147,15 +147,13 @@ def run_check(
                 "%s: task %s ended: %s", target, announcement.task_id, announcement.outcome.value
             )
 
+    # Claim everything due before sending anything: what this run holds, no run
+    # beside it sends; each result is recorded before the next send.
     owner = uuid.uuid4().hex
-    for channel, claims in _claim_due(store, notifiers, summary, clock, max_age, lease, owner):
-        notifier = notifiers[channel]
-        language = languages[channel]
-
-        def render(announcement: Announcement, channel: str = channel, lang: str = language) -> Any:
-            return PAYLOAD_BUILDERS[channel](renderer.render(channel, lang, announcement))
-
-        for result in send_channel(notifier, claims, render):
+    claimed = _claim_due(store, notifiers, summary, clock, max_age, lease, owner)
+    for channel, claims in claimed.items():
+        render = partial(_payload, renderer, channel, languages[channel])
+        for result in send_channel(notifiers[channel], claims, render):
             _settle(result, store, summary, clock)
 
     summary.duration_ms = int((time.monotonic() - started) * 1000)
@@ -170,7 +168,7 @@ def _claim_due(
     max_age: timedelta,
     lease: timedelta,
     owner: str,
-) -> Iterator[tuple[str, list[Claim]]]:
+) -> dict[str, list[Claim]]:
     """Claim, per channel, the messages due now; give up those too old to matter."""
     scan = store.pending()
     for problem in scan.unreadable:
@@ -203,7 +201,11 @@ def _claim_due(
             # Configured when the change was seen and not now: the messages wait
             # until the channel is configured again, or until they expire.
             logger.warning("%d message(s) for %s wait: channel not configured", count, channel)
-    yield from by_channel.items()
+    return by_channel
+
+
+def _payload(renderer: Renderer, channel: str, language: str, announcement: Announcement) -> Any:
+    return PAYLOAD_BUILDERS[channel](renderer.render(channel, language, announcement))
 
 
 def send_channel(

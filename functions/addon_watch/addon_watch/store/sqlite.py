@@ -90,11 +90,21 @@ class SqliteStore:
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('format_version', ?)",
                     (str(FORMAT_VERSION),),
                 )
+                (found,) = db.execute(
+                    "SELECT value FROM meta WHERE key = 'format_version'"
+                ).fetchone()
         except (sqlite3.Error, OSError) as exc:
             raise StateStoreError(
                 f"cannot open the SQLite state store at {path}: {exc}; "
                 "check STATE_STORE and that the directory is writable"
             ) from exc
+        if str(found) != str(FORMAT_VERSION):
+            self._db.close()
+            raise StateStoreError(
+                f"the SQLite state store at {path} has format {found}, and this release reads "
+                f"format {FORMAT_VERSION}: run the release that wrote it, or point STATE_STORE "
+                "at a new file"
+            )
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
