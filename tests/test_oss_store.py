@@ -55,11 +55,12 @@ def ticks(simulator: AckSimulator, webhooks: WebhookReceiver, bucket: FakeOss) -
     )
 
 
-def connect(bucket: FakeOss) -> OssStore:
+def connect(bucket: FakeOss, name: str | None = None) -> OssStore:
+    """A store on the fake bucket, or on ``name``, which nothing serves."""
     return OssStore.connect(
         endpoint=ENDPOINT,
         region=REGION,
-        bucket=bucket.bucket,
+        bucket=name or bucket.bucket,
         prefix=PREFIX,
         credentials=lambda: Credentials("oss-test-key-id", Secret(OSS_SECRET)),
     )
@@ -216,3 +217,21 @@ def test_oss_store_sdk_is_not_imported_by_the_handler() -> None:
         check=True,
     )
     assert result.stdout.strip() == "False"
+
+
+def test_oss_store_unreachable_endpoint_fails_the_run_naming_the_cause(
+    ticks: Ticks, bucket: FakeOss
+) -> None:
+    # No fake serves this bucket: responses refuses the connection, as a network would.
+    store = connect(bucket, name="elsewhere")
+    ticks.start_upgrade()
+
+    with pytest.raises(StateStoreError) as raised:
+        ticks.tick(store)
+
+    assert str(raised.value) == (
+        f"state store oss://elsewhere/{PREFIX}/: cannot read the record of {CLUSTER}/{ADDON}: "
+        "ConnectionError; check the bucket, OSS_ENDPOINT and that the function's role may "
+        "read and write the prefix"
+    )
+    assert ticks.delivered() == {"dingtalk": 0, "slack": 0}

@@ -94,6 +94,8 @@ class OssStore:
                 "STATE_STORE is oss://... but the oss2 package is not installed; "
                 "it is preinstalled on the python3.10 runtime, elsewhere `pip install oss2`"
             ) from exc
+        # oss2 logs every request's headers at DEBUG, the STS token among them.
+        logging.getLogger("oss2").setLevel(logging.WARNING)
         auth = oss2.ProviderAuthV4(_CredentialsProvider(credentials))
         return cls(
             oss2.Bucket(auth, endpoint, bucket, region=region, connect_timeout=CONNECT_TIMEOUT),
@@ -113,6 +115,9 @@ class OssStore:
         code = getattr(exc, "code", "") or type(exc).__name__
         message = getattr(exc, "message", "") or ""
         request_id = getattr(exc, "request_id", "")
+        if status is not None and status < 0:
+            # Raised by the SDK itself (connection refused, timeout): name the cause.
+            code = type(getattr(exc, "exception", exc)).__name__
         detail = f"HTTP {status} {code}" if status and status > 0 else code
         if message:
             detail += f": {message}"
