@@ -298,3 +298,39 @@ def test_delivery_store_written_by_a_later_release_is_refused(path: Path) -> Non
         f"the SQLite state store at {path} has format 2, and this release reads format 1: "
         "run the release that wrote it, or point STATE_STORE at a new file"
     )
+
+
+def test_delivery_given_up_message_is_in_the_summary_log_line(
+    simulator: AckSimulator,
+    webhooks: WebhookReceiver,
+    path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = environment(simulator, webhooks, f"sqlite://{path}")
+    ticks = Ticks(simulator, webhooks, f"sqlite://{path}")
+    ticks.start_upgrade()
+    handle(b"", None, environ=env)
+    ticks.finish_upgrade()
+    webhooks.script("slack", 410, "channel_is_archived")
+    caplog.set_level("INFO", logger="addon_watch")
+
+    handle(b"", None, environ=env)
+    handle(b"", None, environ=env)
+
+    lines = [
+        json.loads(r.getMessage())
+        for r in caplog.records
+        if '"event": "addon_watch.summary"' in r.getMessage()
+    ]
+    assert [(line["sent"], line["failed"], len(line["given_up"])) for line in lines] == [
+        (1, 1, 1),
+        (0, 0, 0),
+    ]
+    (given_up,) = lines[0]["given_up"]
+    assert given_up["channel"] == "slack"
+    assert given_up["state"] == "failed"
+    assert given_up["reason"] == (
+        "Slack answered HTTP 410 channel_is_archived: the webhook's channel is archived"
+    )
+    assert ticks.delivered() == {"dingtalk": 1, "slack": 0}
+    assert ticks.attempts("slack") == 1
