@@ -51,7 +51,9 @@ def test_load_settings_repr_shows_no_secret() -> None:
 
 def test_load_settings_fc_region_endpoint_and_state_in_fc() -> None:
     env = {k: v for k, v in BASE.items() if k != "ACK_REGION"}
-    env.update(FC_REGION="cn-shanghai", FC_FUNCTION_NAME="addon-watch")
+    env.update(
+        FC_REGION="cn-shanghai", FC_FUNCTION_NAME="addon-watch", ALLOW_EPHEMERAL_STATE="true"
+    )
 
     settings = load_settings(env)
 

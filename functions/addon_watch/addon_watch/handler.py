@@ -21,8 +21,11 @@ from .model import Target
 from .redaction import REDACTOR, install_log_redaction
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import requests
 
+    from .credentials import Credentials
     from .notify import Notifier
     from .watcher import Summary
 
@@ -138,29 +141,21 @@ def check(
     import requests
 
     from .ack import AckClient
-    from .credentials import Credentials, resolve_credentials
     from .render import Renderer
-    from .store import SqliteStore
+    from .store import open_store
     from .watcher import run_check
 
     session = session or requests.Session()
-    cached: list[Credentials] = []
-
-    def credentials() -> Credentials:
-        # Resolved once per invocation, on first use: a run with nothing to ask
-        # never loads the credentials chain.
-        if not cached:
-            cached.append(resolve_credentials(settings.access_key))
-        return cached[0]
-
-    if settings.running_in_fc and str(settings.state_path).startswith("/tmp/"):
+    credentials = _credentials_for(settings)
+    if settings.ephemeral_state:
+        # Allowed only with ALLOW_EPHEMERAL_STATE (see config): say it on every run.
         logger.warning(
-            "the state store %s is under /tmp, which Function Compute discards with the instance: "
-            "messages may repeat or be missed after an instance change; "
-            "set STATE_STORE to durable storage",
+            "EPHEMERAL STATE: the SQLite store %s lives on this Function Compute instance and "
+            "goes with it: messages may repeat or be lost after an instance change; "
+            "set STATE_STORE=oss://BUCKET/PREFIX for durable state",
             settings.state_path,
         )
-    store = SqliteStore(settings.state_path)
+    store = open_store(settings, credentials)
     try:
         return run_check(
             targets=targets or settings.targets,
@@ -169,6 +164,8 @@ def check(
             notifiers=build_notifiers(settings, session),
             renderer=Renderer(settings.templates_dir, settings.notify_timezone),
             languages={channel: settings.language_for(channel) for channel in settings.channels},
+            max_age=settings.delivery_max_age,
+            lease=settings.delivery_lease,
             trigger=trigger,
             dry_run=dry_run,
             deadline=deadline,
@@ -177,15 +174,32 @@ def check(
         store.close()
 
 
+def _credentials_for(settings: Settings) -> Callable[[], Credentials]:
+    """Credentials resolved once per invocation, on first use.
+
+    A run with nothing to ask never loads the credentials chain.
+    """
+    from .credentials import resolve_credentials
+
+    cached: list[Credentials] = []
+
+    def credentials() -> Credentials:
+        if not cached:
+            cached.append(resolve_credentials(settings.access_key))
+        return cached[0]
+
+    return credentials
+
+
 def status_report(settings: Settings) -> dict[str, Any]:
     """The last known state of every watched target and the messages waiting, from the store."""
-    from .store import SqliteStore
+    from .store import open_store
 
-    store = SqliteStore(settings.state_path)
+    store = open_store(settings, _credentials_for(settings))
     try:
         records = [(target, store.get_target(target)) for target in settings.targets]
         waiting: dict[str, int] = {}
-        for item in store.pending():
+        for item in store.pending().items:
             waiting[item.channel] = waiting.get(item.channel, 0) + 1
     finally:
         store.close()

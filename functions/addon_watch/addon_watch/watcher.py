@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from .ack import AckClient
@@ -15,7 +18,15 @@ from .model import Announcement
 from .notify import Notifier
 from .redaction import REDACTOR
 from .render import PAYLOAD_BUILDERS, Renderer
-from .store import OutboxItem, Store
+from .store import (
+    DEFAULT_LEASE,
+    DEFAULT_MAX_AGE,
+    Claim,
+    CorruptRecordError,
+    OutboxItem,
+    Store,
+    retry_delay,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +46,10 @@ class Summary:
     errors: list[str] = field(default_factory=list)
     delivered: list[dict[str, str]] = field(default_factory=list)
     duration_ms: int = 0
+    # Messages given up for good this run (permanent failure or too old), with why.
+    given_up: list[dict[str, str]] = field(default_factory=list)
+    # Messages another run was sending at the same moment.
+    busy: int = 0
     deferred: int = 0
     dry_run: bool = False
     previews: list[dict[str, Any]] = field(default_factory=list)
@@ -42,7 +57,29 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["errors"] = [REDACTOR.scrub(e) for e in self.errors]
+        data["given_up"] = [
+            {k: REDACTOR.scrub(v) for k, v in entry.items()} for entry in self.given_up
+        ]
         return data
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """How sending one claimed message went; ``error`` is None when it was delivered."""
+
+    claim: Claim
+    error: DeliveryError | TemplateError | None = None
+
+    @property
+    def permanent(self) -> bool:
+        """Sending it again cannot help: a template error or a permanent refusal."""
+        return isinstance(self.error, TemplateError) or bool(
+            isinstance(self.error, DeliveryError) and self.error.permanent
+        )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def run_check(
@@ -54,6 +91,9 @@ def run_check(
     renderer: Renderer,
     languages: Mapping[str, str],
     trigger: str,
+    clock: Callable[[], datetime] = _utc_now,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    lease: timedelta = DEFAULT_LEASE,
     dry_run: bool = False,
     deadline: float | None = None,
 ) -> Summary:
@@ -67,14 +107,21 @@ def run_check(
         renderer: turns announcements into messages.
         languages: the message language for each channel.
         trigger: what started the check, for the summary.
+        clock: the current time (tests move it forward).
+        max_age: a message still unsent after this long is given up.
+        lease: how long a claim on a message keeps other runs off it.
         dry_run: ask and render, but record nothing and send nothing; the
             messages that would go out are returned in ``previews``.
         deadline: a ``time.monotonic()`` value after which no new target or
-            channel is started; what is left is counted as ``deferred``
+            delivery is started; what is left is counted as ``deferred``
             targets and ``pending`` messages, for the next tick.
 
     Returns:
         The summary of the check.
+
+    Raises:
+        StateStoreError: the store could not be read or written; nothing that
+            could not be recorded was sent, and the next check picks up from there.
     """
     started = time.monotonic()
     summary = Summary(trigger=trigger, targets=len(targets), dry_run=dry_run)
@@ -101,11 +148,20 @@ def run_check(
                 status.task.status,
             )
 
-        # The record and the announcement it implies are written in one transaction,
-        # before any send: a crash now cannot lose the message.
-        record, announcement = observe(store.get_target(target), status)
-        if not dry_run:
-            store.record(target, record, announcement, notifiers.keys())
+        # Read, compare and write the record and its outbox entries as one step,
+        # before any send: a crash now cannot lose the message, and a run beside
+        # this one cannot enqueue it twice.
+        try:
+            if dry_run:
+                _, announcement = observe(store.get_target(target), status)
+            else:
+                announcement = store.observe(
+                    target, partial(observe, current=status), notifiers.keys(), clock()
+                )
+        except CorruptRecordError as exc:
+            logger.error("%s", exc)
+            summary.errors.append(str(exc))
+            continue
         if announcement is not None:
             summary.changes += 1
             found.append(announcement)
@@ -114,20 +170,24 @@ def run_check(
             )
 
     if dry_run:
-        _preview(store.pending(), found, notifiers, renderer, languages, summary)
+        _preview(store.pending().items, found, notifiers, renderer, languages, summary)
+        summary.duration_ms = int((time.monotonic() - started) * 1000)
+        return summary
+    if _past(deadline):
+        waiting = len(store.pending().items)
+        logger.warning("near the time limit: %d message(s) left for the next tick", waiting)
+        summary.pending += waiting
         summary.duration_ms = int((time.monotonic() - started) * 1000)
         return summary
 
-    summary.expired = len(store.expire_old())
-    by_channel: dict[str, list[OutboxItem]] = {}
-    for item in store.pending():
-        by_channel.setdefault(item.channel, []).append(item)
-    for channel, items in by_channel.items():
-        if _past(deadline):
-            logger.warning("near the time limit: %d message(s) to %s left", len(items), channel)
-            summary.pending += len(items)
-            continue
-        _deliver_channel(channel, items, notifiers, renderer, languages, store, summary)
+    # Claim everything due before sending anything: what this run holds, no run
+    # beside it sends; each result is recorded before the next send.
+    owner = uuid.uuid4().hex
+    claimed = _claim_due(store, notifiers, summary, clock, max_age, lease, owner)
+    for channel, claims in claimed.items():
+        render = partial(_payload, renderer, channel, languages[channel])
+        for result in send_channel(notifiers[channel], claims, render):
+            _settle(result, store, summary, clock)
 
     summary.duration_ms = int((time.monotonic() - started) * 1000)
     return summary
@@ -162,51 +222,124 @@ def _preview(
         summary.previews.append(preview)
 
 
-def _deliver_channel(
-    channel: str,
-    items: list[OutboxItem],
-    notifiers: Mapping[str, Notifier],
-    renderer: Renderer,
-    languages: Mapping[str, str],
+def _claim_due(
     store: Store,
+    notifiers: Mapping[str, Notifier],
     summary: Summary,
+    clock: Callable[[], datetime],
+    max_age: timedelta,
+    lease: timedelta,
+    owner: str,
+) -> dict[str, list[Claim]]:
+    """Claim, per channel, the messages due now; give up those too old to matter."""
+    scan = store.pending()
+    for problem in scan.unreadable:
+        logger.error("an outbox entry is unreadable and cannot be sent: %s", problem)
+        summary.errors.append(f"unreadable outbox entry: {problem}")
+
+    by_channel: dict[str, list[Claim]] = {}
+    waiting: dict[str, int] = {}
+    for item in scan.items:
+        now = clock()
+        too_old = now - item.created_at > max_age
+        if not too_old and (
+            item.channel not in notifiers
+            or (item.next_attempt_at is not None and item.next_attempt_at > now)
+        ):
+            waiting[item.channel] = waiting.get(item.channel, 0) + 1
+            continue
+        claim = store.claim(item, owner, now, lease)
+        if claim is None:
+            summary.busy += 1
+            continue
+        if too_old:
+            _give_up(claim, "expired", f"still undelivered after {max_age}", store, summary, now)
+            continue
+        by_channel.setdefault(item.channel, []).append(claim)
+
+    for channel, count in waiting.items():
+        summary.pending += count
+        if channel not in notifiers:
+            # Configured when the change was seen and not now: the messages wait
+            # until the channel is configured again, or until they expire.
+            logger.warning("%d message(s) for %s wait: channel not configured", count, channel)
+    return by_channel
+
+
+def _payload(renderer: Renderer, channel: str, language: str, announcement: Announcement) -> Any:
+    return PAYLOAD_BUILDERS[channel](renderer.render(channel, language, announcement))
+
+
+def send_channel(
+    notifier: Notifier, claims: list[Claim], render: Callable[[Announcement], Any]
+) -> Iterator[SendResult]:
+    """Send one channel's claimed messages, oldest first; one result per claim, as it is known.
+
+    This is the one place that decides how claimed messages become sends; the
+    caller records each result before the next is produced.
+    """
+    for claim in claims:
+        try:
+            notifier.send(render(claim.item.announcement))
+        except (TemplateError, DeliveryError) as exc:
+            yield SendResult(claim, exc)
+            continue
+        yield SendResult(claim)
+
+
+def _settle(
+    result: SendResult, store: Store, summary: Summary, clock: Callable[[], datetime]
 ) -> None:
-    """Send one channel's waiting messages, oldest first."""
-    notifier = notifiers.get(channel)
-    if notifier is None:
-        # The channel was configured when the change was seen and is not now;
-        # its messages wait until it is configured again or they expire.
-        logger.warning(
-            "%d message(s) for %s are waiting: channel not configured", len(items), channel
-        )
-        summary.pending += len(items)
+    """Record how a send went; a store failure here ends the run before the next send."""
+    claim, item, now = result.claim, result.claim.item, clock()
+    if result.error is None:
+        if not store.mark_sent(claim, now):
+            logger.warning(
+                "%s reached %s after its claim had passed to another run: it may arrive twice",
+                item.announcement.key,
+                item.channel,
+            )
+        summary.sent += 1
+        summary.delivered.append({"channel": item.channel, "announcement": item.announcement.key})
         return
 
-    for item in items:
-        try:
-            message = renderer.render(channel, languages[channel], item.announcement)
-            notifier.send(PAYLOAD_BUILDERS[channel](message))
-        except TemplateError as exc:
-            _failed(item, store, summary, str(exc), permanent=True)
-            continue
-        except DeliveryError as exc:
-            _failed(item, store, summary, str(exc), permanent=exc.permanent)
-            continue
-        store.mark_sent(item)
-        summary.sent += 1
-        summary.delivered.append({"channel": channel, "announcement": item.announcement.key})
-
-
-def _failed(
-    item: OutboxItem, store: Store, summary: Summary, error: str, *, permanent: bool
-) -> None:
-    store.mark_failed(item, error, permanent=permanent)
-    fate = "given up" if permanent else "will retry next tick"
+    error = str(result.error)
+    if result.permanent:
+        _give_up(claim, "failed", error, store, summary, now)
+        return
+    retry_at = now + retry_delay(item.attempts + 1)
+    store.mark_retry(claim, error, retry_at, now)
     logger.error(
-        "sending %s to %s failed (%s): %s", item.announcement.key, item.channel, fate, error
+        "sending %s to %s failed (attempt %d, next after %s): %s",
+        item.announcement.key,
+        item.channel,
+        item.attempts + 1,
+        retry_at.isoformat(timespec="seconds"),
+        error,
     )
     summary.errors.append(f"{item.channel}: {error}")
-    if permanent:
-        summary.failed += 1
+    summary.pending += 1
+
+
+def _give_up(
+    claim: Claim, state: str, reason: str, store: Store, summary: Summary, now: datetime
+) -> None:
+    """Record a message as given up for good, and say so in the log and the summary."""
+    item = claim.item
+    store.mark_given_up(claim, state, reason, now)
+    logger.error(
+        "gave up sending %s to %s (%s): %s", item.announcement.key, item.channel, state, reason
+    )
+    summary.given_up.append(
+        {
+            "channel": item.channel,
+            "announcement": item.announcement.key,
+            "state": state,
+            "reason": reason,
+        }
+    )
+    if state == "expired":
+        summary.expired += 1
     else:
-        summary.pending += 1
+        summary.failed += 1
+        summary.errors.append(f"{item.channel}: {reason}")
