@@ -72,6 +72,20 @@ def install_dependencies(target: Path, python_version: str = PYTHON_VERSION) -> 
         )
     # Console scripts carry this machine's interpreter path; the function never runs them.
     shutil.rmtree(target / "bin", ignore_errors=True)
+    _forget_scripts(target)
+
+
+def _forget_scripts(target: Path) -> None:
+    """Drop the removed scripts from each RECORD: their hashes depend on the build machine."""
+    for record in sorted(target.glob("*.dist-info/RECORD")):
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [
+            line
+            for line in lines
+            if [p for p in line.split(",", 1)[0].split("/") if p != ".."][:1] != ["bin"]
+        ]
+        if kept != lines:
+            record.write_text("".join(kept), encoding="utf-8")
 
 
 def _copy_tree(source: Path, destination: Path) -> None:
