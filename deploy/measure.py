@@ -1,12 +1,12 @@
 """`make measure`: peak memory and duration of demo-sized ticks run from the built package.
 
 Runs the packaged handler in an isolated interpreter against the local ACK
-simulator and webhook receiver (both on 127.0.0.1), through the ticks of
-`make demo`: a first look at five targets, then two ticks that announce
-upgrades to DingTalk and Slack. It prints the import time, each tick's
-duration, the peak RSS, and the peak RSS again with the credentials library
-loaded (the path taken when the environment holds no AccessKey). These
-figures size ``memorySize`` and ``timeout`` in template.yml.
+simulator and webhook receiver (both on 127.0.0.1), through ticks the size of
+`make demo`'s: a first look at four targets, one that announces two finished
+upgrades to DingTalk and Slack, and one with nothing new. It prints the
+import time, each tick's duration, the peak RSS, and the peak RSS again with
+the credentials library loaded (the path taken when the environment holds no
+AccessKey). These figures size ``memorySize`` and ``timeout`` in template.yml.
 
 The local interpreter may be newer than the runtime's 3.10: the compiled
 wheels in the package then fall back to their pure-Python code, so the figures

@@ -504,3 +504,5 @@ def test_package_holds_code_and_templates_but_no_caches(built: tuple[Path, Path]
         if "__pycache__" in n or n.endswith(".pyc") or n.startswith(("bin/", "tests/"))
     ]
     assert zip_path.stat().st_size <= package.SIZE_GOAL
+    records = "".join(r.read_text() for r in package_dir.glob("*.dist-info/RECORD"))
+    assert "../bin/" not in records, "RECORD lists console scripts that were left out"
