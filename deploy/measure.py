@@ -31,13 +31,32 @@ CLUSTER = "c8f2e1d0a9b8c7d6e5f4a3b2c1d0e9f8a"
 ADDONS = ("cloud-controller-manager", "nginx-ingress-controller", "metrics-server", "flexvolume")
 
 
-def _stamp(minutes_ago: float) -> str:
+def stamp(minutes_ago: float = 0) -> str:
+    """An ACK time stamp, ``minutes_ago`` minutes before now."""
     moment = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _timer_event() -> dict[str, Any]:
-    return {"triggerTime": _stamp(0), "triggerName": "timer", "payload": ""}
+def timer_event() -> dict[str, Any]:
+    """What a Function Compute timer trigger passes, decoded."""
+    return {"triggerTime": stamp(), "triggerName": "timer", "payload": ""}
+
+
+def fake_environment(
+    sim: AckSimulator, hooks: WebhookReceiver, targets: str, state_path: Path
+) -> dict[str, str]:
+    """The function's whole environment, pointed at the local fakes."""
+    return {
+        "WATCH_TARGETS": targets,
+        "ACK_ENDPOINT": sim.endpoint,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": sim.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": sim.access_key_secret,
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+        "DINGTALK_WEBHOOK_URL": hooks.dingtalk_url,
+        "DINGTALK_SECRET": DINGTALK_SECRET,
+        "SLACK_WEBHOOK_URL": hooks.slack_url,
+        "STATE_STORE": f"sqlite://{state_path}",
+    }
 
 
 def measure(package_dir: Path, preload: tuple[str, ...] = ()) -> tuple[IsolatedRun, int]:
@@ -45,24 +64,15 @@ def measure(package_dir: Path, preload: tuple[str, ...] = ()) -> tuple[IsolatedR
     with AckSimulator() as sim, WebhookReceiver() as hooks, tempfile.TemporaryDirectory() as tmp:
         for addon in ADDONS:
             sim.add_addon(CLUSTER, addon, "v1.0.0")
-            sim.start_task(CLUSTER, addon, _stamp(5), status="Upgrading")
-        environ = {
-            "WATCH_TARGETS": ",".join(f"{CLUSTER}/{addon}" for addon in ADDONS),
-            "ACK_ENDPOINT": sim.endpoint,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": sim.access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": sim.access_key_secret,
-            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-            "DINGTALK_WEBHOOK_URL": hooks.dingtalk_url,
-            "DINGTALK_SECRET": DINGTALK_SECRET,
-            "SLACK_WEBHOOK_URL": hooks.slack_url,
-            "STATE_STORE": f"sqlite://{Path(tmp) / 'state.sqlite3'}",
-        }
+            sim.start_task(CLUSTER, addon, stamp(5), status="Upgrading")
+        targets = ",".join(f"{CLUSTER}/{addon}" for addon in ADDONS)
+        environ = fake_environment(sim, hooks, targets, Path(tmp) / "state.sqlite3")
         # The simulator's tasks finish between the ticks, which the child runs back to back:
         # finish two now, so that the second tick announces them, and the rest stay running.
-        first = run_handler(package_dir, environ, [_timer_event()], preload=preload)
-        sim.finish_task(CLUSTER, ADDONS[0], "Success", _stamp(0), version="v1.1.0")
-        sim.finish_task(CLUSTER, ADDONS[1], "Failed", _stamp(0))
-        second = run_handler(package_dir, environ, [_timer_event()] * 2, preload=preload)
+        first = run_handler(package_dir, environ, [timer_event()], preload=preload)
+        sim.finish_task(CLUSTER, ADDONS[0], "Success", stamp(), version="v1.1.0")
+        sim.finish_task(CLUSTER, ADDONS[1], "Failed", stamp())
+        second = run_handler(package_dir, environ, [timer_event()] * 2, preload=preload)
     run = IsolatedRun(
         import_ms=second.import_ms,
         ticks=first.ticks + second.ticks,

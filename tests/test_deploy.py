@@ -17,7 +17,6 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,9 @@ import yaml
 
 from deploy import package, policy, preflight
 from deploy.isolated import run_handler
+from deploy.measure import fake_environment, stamp, timer_event
 from tests.fakes.ack_simulator import AckSimulator
-from tests.fakes.webhooks import DINGTALK_SECRET, WebhookReceiver
+from tests.fakes.webhooks import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "functions" / "addon_watch" / "addon_watch"
@@ -405,11 +405,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path
     yield package_dir, zip_path
 
 
-def _stamp(minutes_ago: float = 0) -> str:
-    moment = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @pytest.mark.package
 def test_package_imports_every_dependency_from_the_package_alone(
     built: tuple[Path, Path],
@@ -434,21 +429,12 @@ def test_package_handler_announces_a_finished_upgrade_in_isolation(
     cluster = "c0123456789abcdef0123456789abcdef"
     with AckSimulator() as sim, WebhookReceiver() as hooks:
         sim.add_addon(cluster, "metrics-server", "v0.3.9")
-        sim.start_task(cluster, "metrics-server", _stamp(3), status="Upgrading")
-        environ = {
-            "WATCH_TARGETS": f"{cluster}/metrics-server",
-            "ACK_ENDPOINT": sim.endpoint,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": sim.access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": sim.access_key_secret,
-            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-            "DINGTALK_WEBHOOK_URL": hooks.dingtalk_url,
-            "DINGTALK_SECRET": DINGTALK_SECRET,
-            "SLACK_WEBHOOK_URL": hooks.slack_url,
-            "STATE_STORE": f"sqlite://{package_dir.parent / 'state.sqlite3'}",
-        }
-        timer = {"triggerTime": _stamp(), "triggerName": "timer", "payload": ""}
+        sim.start_task(cluster, "metrics-server", stamp(3), status="Upgrading")
+        state = package_dir.parent / "state.sqlite3"
+        environ = fake_environment(sim, hooks, f"{cluster}/metrics-server", state)
+        timer = timer_event()
         first = run_handler(package_dir, environ, [timer])
-        sim.finish_task(cluster, "metrics-server", "Success", _stamp(), version="v0.3.10")
+        sim.finish_task(cluster, "metrics-server", "Success", stamp(), version="v0.3.10")
         second = run_handler(package_dir, environ, [timer])
 
     assert first.ticks[0]["summary"]["sent"] == 0
