@@ -22,6 +22,8 @@ from deploy.package import ROOT, ZIP_NAME
 TEMPLATE = ROOT / "template.yml"
 _EXPRESSION = re.compile(r"\$\{\s*([^{}]+?)\s*\}")
 _ENV = re.compile(r"""^env\(\s*'([A-Za-z_][A-Za-z0-9_]*)'\s*(?:,\s*'([^']*)'\s*)?\)$""")
+# Function Compute's limit on all of a function's environment variables together.
+ENVIRONMENT_LIMIT = 4096
 _ROLE_ARN = re.compile(r"^acs:ram::\d+:role/[A-Za-z0-9.@-]+$")
 
 
@@ -125,6 +127,13 @@ def check(
         problems.append(f"{code.relative_to(root).as_posix()} does not exist; run `make package`")
     elif code.name != ZIP_NAME:
         problems.append(f"template.yml deploys {code.name}, not the package {ZIP_NAME}")
+    variables = props.get("environmentVariables") or {}
+    size = sum(len(f"{k}{v}".encode()) for k, v in variables.items())
+    if size > ENVIRONMENT_LIMIT:
+        problems.append(
+            f"the function's environment variables hold {size} bytes; Function Compute allows "
+            f"{ENVIRONMENT_LIMIT}: shorten the longest (often WATCH_TARGETS)"
+        )
     try:
         load_settings(function_environment(props))
     except ConfigError as exc:

@@ -346,6 +346,18 @@ def test_preflight_reports_a_bad_target_as_the_function_would(fake_root: Path) -
     assert problems[0].startswith("the function would not start: WATCH_TARGETS has 'not a target'")
 
 
+def test_preflight_with_too_many_targets_for_the_4kb_environment_says_so(
+    fake_root: Path,
+) -> None:
+    targets = ",".join(f"c{n:031d}/metrics-server" for n in range(90))
+
+    problems = preflight.check(dict(DEPLOYER, WATCH_TARGETS=targets), root=fake_root)
+
+    assert len(problems) == 1
+    assert problems[0].startswith("the function's environment variables hold 4")
+    assert problems[0].endswith("allows 4096: shorten the longest (often WATCH_TARGETS)")
+
+
 def test_preflight_without_package_says_to_build_it(tmp_path: Path) -> None:
     assert preflight.check(DEPLOYER, root=tmp_path) == [
         f"build/{package.ZIP_NAME} does not exist; run `make package`"
