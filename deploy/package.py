@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ SIZE_GOAL = 10 * 1024 * 1024
 
 # 1980-01-01 is the earliest time a zip entry can hold; SOURCE_DATE_EPOCH wins when set.
 DEFAULT_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z in Unix seconds
 # Left out of the package: byte-code caches of the build machine's interpreter.
 EXCLUDED_DIRS = frozenset({"__pycache__"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
@@ -126,10 +128,19 @@ def _timestamp() -> tuple[int, int, int, int, int, int]:
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not epoch:
         return DEFAULT_TIMESTAMP
-    import time
-
-    moment = time.gmtime(max(int(epoch), 315532800))  # not before 1980-01-01
-    return moment[:6]
+    if not epoch.isdigit():
+        raise PackageError(
+            f"SOURCE_DATE_EPOCH is {epoch!r}; expected whole seconds since 1970, or unset"
+        )
+    moment = time.gmtime(max(int(epoch), ZIP_EPOCH))
+    return (
+        moment.tm_year,
+        moment.tm_mon,
+        moment.tm_mday,
+        moment.tm_hour,
+        moment.tm_min,
+        moment.tm_sec,
+    )
 
 
 def write_zip(source: Path, zip_path: Path) -> int:

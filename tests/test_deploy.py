@@ -407,6 +407,31 @@ def test_write_zip_same_files_give_same_bytes_whatever_their_times(tmp_path: Pat
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
+def test_write_zip_takes_its_time_from_source_date_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "index.py").write_text("handler = None\n")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+
+    package.write_zip(tmp_path / "src", tmp_path / "out.zip")
+
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        assert archive.getinfo("index.py").date_time == (2026, 1, 1, 0, 0, 0)
+
+
+def test_write_zip_with_malformed_source_date_epoch_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+
+    with pytest.raises(package.PackageError) as caught:
+        package.write_zip(tmp_path, tmp_path / "out.zip")
+
+    assert str(caught.value).startswith("SOURCE_DATE_EPOCH is 'yesterday'")
+    assert not (tmp_path / "out.zip").exists()
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """The package, built once for the session: (staged folder, zip)."""
