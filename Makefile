@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 SHARED := ../shared
 SRC := functions/addon_watch
 
-# Tests and the demo never ask a metadata service for credentials.
-pytest demo: export ALIBABA_CLOUD_ECS_METADATA_DISABLED := true
+# Tests, the demo and the measurement never ask a metadata service for credentials.
+pytest demo measure: export ALIBABA_CLOUD_ECS_METADATA_DISABLED := true
 
 .PHONY: install test lint typecheck pytest demo run fmt check-template clean
+.PHONY: package measure ram-policy deploy invoke remove
 
 install: $(STAMP)
 
@@ -46,4 +47,33 @@ check-template: install
 	$(PY) $(SHARED)/tools/check-template template.yml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+
+# Deployment with Serverless Devs (`npm install -g @serverless-devs/s`); see the README.
+S ?= s
+S_ACCESS ?= default
+BUILD := build
+INVOKE_EVENT ?= deploy/events/http-check.json
+
+# The code package, without Docker: Linux wheels for CPython 3.10, the code, the templates.
+package: install
+	$(PY) -m deploy.package --out $(BUILD)
+
+# Peak memory and duration of demo-sized ticks, run from the package (sizes template.yml).
+measure: package
+	PYTHONPATH=$(SRC):. $(PY) -m deploy.measure --package $(BUILD)/package
+
+# deploy/ram-policy.json filled with STATE_STORE, DEPLOY_LOG_PROJECT and DEPLOY_LOG_STORE.
+ram-policy:
+	@$(PYTHON) -m deploy.policy
+
+deploy: package
+	PYTHONPATH=$(SRC):. $(PY) -m deploy.preflight
+	$(S) deploy -t template.yml -a $(S_ACCESS)
+
+# Runs one check now through the function's HTTP routes, authenticated as the deployer.
+invoke:
+	$(S) invoke -t template.yml -a $(S_ACCESS) --event-file $(INVOKE_EVENT)
+
+remove:
+	$(S) remove -t template.yml -a $(S_ACCESS)

@@ -50,7 +50,12 @@ def many(count: int) -> list[Announcement]:
 def enqueue(store: SqliteStore, items: Sequence[Announcement], channels: Sequence[str]) -> None:
     for item in items:
         record = TargetRecord(item.task_id, item.status, item.outcome.value, item.version)
-        store.record(item.target, record, item, channels)
+        store.observe(
+            item.target,
+            lambda _previous, r=record, a=item: (r, a),
+            channels,
+            datetime.now(timezone.utc),
+        )
 
 
 def states(store: SqliteStore) -> dict[str, str]:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from addon_watch.handler import handle
 from tests.fakes.ack_simulator import AckSimulator
-from tests.fakes.webhooks import DINGTALK_SECRET, WebhookReceiver
+from tests.fakes.webhooks import WebhookReceiver
+from tests.invocation import environment
 
 CLUSTER = "c8f2e1d0a9b8c7d6e5f4a3b2c1d0e9f8a"
 STAGING = "c1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
@@ -51,6 +52,7 @@ def main() -> int:
     started = time.monotonic()
     with AckSimulator() as sim, WebhookReceiver() as hooks, tempfile.TemporaryDirectory() as tmp:
         env = {
+            **environment(sim, hooks, Path(tmp)),
             "WATCH_TARGETS": ",".join(
                 f"{CLUSTER}/{name}"
                 for name in (
@@ -61,13 +63,6 @@ def main() -> int:
                 )
             )
             + f",{STAGING}/metrics-server",
-            "ACK_ENDPOINT": sim.endpoint,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": sim.access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": sim.access_key_secret,
-            "DINGTALK_WEBHOOK_URL": hooks.dingtalk_url,
-            "DINGTALK_SECRET": DINGTALK_SECRET,
-            "SLACK_WEBHOOK_URL": hooks.slack_url,
-            "STATE_STORE": f"sqlite://{Path(tmp) / 'state.sqlite3'}",
             "NOTIFY_TIMEZONE": "Asia/Shanghai",
         }
         print(f"ACK simulator at {sim.endpoint}; DingTalk and Slack receivers at {hooks.base_url}")

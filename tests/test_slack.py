@@ -100,14 +100,14 @@ def test_slack_overlong_title_and_section_are_cut() -> None:
 
 # status, body, outbox state after the tick, what the log says
 SLACK_ERRORS = [
-    pytest.param(400, "invalid_payload", "failed", "given up", id="invalid_payload"),
+    pytest.param(400, "invalid_payload", "failed", "rejected the payload", id="invalid_payload"),
     pytest.param(404, "no_service", "failed", "revoked", id="no_service"),
     pytest.param(404, "channel_not_found", "failed", "no longer exists", id="channel_not_found"),
     pytest.param(410, "channel_is_archived", "failed", "archived", id="channel_is_archived"),
     pytest.param(403, "action_prohibited", "failed", "may not post", id="action_prohibited"),
     pytest.param(403, "invalid_token", "failed", "token is invalid", id="invalid_token"),
-    pytest.param(500, "rollup_error", "pending", "will retry next tick", id="500-transient"),
-    pytest.param(503, "", "pending", "will retry next tick", id="503-transient"),
+    pytest.param(500, "rollup_error", "pending", "next after", id="500-transient"),
+    pytest.param(503, "", "pending", "next after", id="503-transient"),
 ]
 
 
@@ -132,7 +132,7 @@ def test_slack_error_class_decides_retry_or_give_up(
     assert (summary.failed, summary.pending) == ((1, 0) if state == "failed" else (0, 1))
     line = caplog.records[-1].getMessage()
     assert log in line and f"HTTP {status}" in line
-    assert ("given up" in line) == (state == "failed")
+    assert line.startswith("gave up") == (state == "failed")
     assert SLACK_PATH not in line
 
 

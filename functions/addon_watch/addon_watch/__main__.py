@@ -1,36 +1,247 @@
-"""Command line: ``python -m addon_watch check`` runs one check with this environment."""
+"""Command line for local use.
+
+python -m addon_watch check [--dry-run] [--targets C/A,...]   one check with this environment
+python -m addon_watch status                                  what the store knows, no API call
+python -m addon_watch render [--channel ...] [--outcome ...]  preview a sample message
+python -m addon_watch serve [--host 127.0.0.1] [--port 9000]  the HTTP trigger, locally
+"""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
+import os
+import socket
 import sys
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .config import LANGUAGES, Env, load_settings
 from .errors import AddonWatchError
-from .handler import handle
-from .redaction import REDACTOR
+from .handler import handle, status_report
+from .model import Announcement, Outcome, Target
+from .redaction import REDACTOR, install_log_redaction
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+CHANNELS = ("dingtalk", "slack")
+_STATUS_OF = {Outcome.SUCCESS: "Success", Outcome.FAILED: "Failed", Outcome.CANCELED: "Canceled"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="addon_watch", description=__doc__)
-    parser.add_argument(
-        "command", choices=["check"], help="check: ask ACK once and send what is owed"
+def _print(data: object) -> None:
+    print(REDACTOR.scrub(json.dumps(data, ensure_ascii=False, indent=2)))
+
+
+def sample_announcement(outcome: Outcome) -> Announcement:
+    """A made-up finished upgrade, for previews."""
+    finished = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    return Announcement(
+        target=Target("c0123456789abcdef0123456789abcdef", "metrics-server"),
+        task_id="2026-01-02T02:58:17Z",
+        outcome=outcome,
+        version="v0.3.9.7-9a1b2c3-aliyun",
+        status=_STATUS_OF[outcome],
+        created_at=finished - timedelta(minutes=5, seconds=48),
+        finished_at=finished,
+    )
+
+
+def render_samples(
+    channels: list[str],
+    language: str | None,
+    outcome: Outcome,
+    templates_dir: str | None,
+    timezone_name: str | None,
+) -> list[dict[str, Any]]:
+    """The sample announcement rendered for each channel, as it would be posted."""
+    from pathlib import Path
+
+    from .render import PAYLOAD_BUILDERS, Renderer
+
+    renderer = Renderer(Path(templates_dir) if templates_dir else None, timezone_name)
+    item = sample_announcement(outcome)
+    previews = []
+    for channel in channels:
+        lang = language or ("zh" if channel == "dingtalk" else "en")
+        message = renderer.render(channel, lang, item)
+        previews.append(
+            {
+                "channel": channel,
+                "language": lang,
+                "title": message.title,
+                "text": message.text,
+                "payload": PAYLOAD_BUILDERS[channel](message),
+            }
+        )
+    return previews
+
+
+def _title_case(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+def fc_http_event(
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    source_ip: str,
+    host: str,
+) -> dict[str, Any]:
+    """The event Function Compute 3.0 hands an event handler for this HTTP request."""
+    parts = urlsplit(target)
+    joined_headers: dict[str, str] = {}
+    for name, value in headers:
+        key = _title_case(name)
+        joined_headers[key] = f"{joined_headers[key]}, {value}" if key in joined_headers else value
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
+    now = datetime.now(timezone.utc)
+    return {
+        "version": "v1",
+        "rawPath": parts.path or "/",
+        "headers": joined_headers,
+        "queryParameters": query,
+        "body": text,
+        "isBase64Encoded": encoded,
+        "requestContext": {
+            "accountId": "local",
+            "domainName": host,
+            "domainPrefix": host.split(".", maxsplit=1)[0],
+            "requestId": uuid.uuid4().hex,
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": str(int(now.timestamp() * 1000)),
+            "http": {
+                "method": method,
+                "path": unquote(parts.path or "/"),
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": dict(headers).get("User-Agent", ""),
+            },
+        },
+    }
+
+
+def make_server(host: str, port: int, environ: Mapping[str, str] | None) -> ThreadingHTTPServer:
+    """A local HTTP server that hands each request to the handler as Function Compute would."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            event = fc_http_event(
+                self.command,
+                self.path,
+                list(self.headers.items()),
+                body,
+                self.client_address[0],
+                self.headers.get("Host", host),
+            )
+            result = handle(json.dumps(event).encode(), None, environ)
+            payload = result.get("body", "")
+            data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+            self.send_response(int(result.get("statusCode", 500)))
+            for name, value in result.get("headers", {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logging.getLogger("addon_watch.serve").debug(format, *args)
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    return Server((host, port), Handler)
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="addon_watch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log internals at DEBUG")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="ask ACK once and send what is owed")
+    check.add_argument("--dry-run", action="store_true", help="render, send and record nothing")
+    check.add_argument("--targets", help="CLUSTER_ID/COMPONENT,...: a subset of WATCH_TARGETS")
+    commands.add_parser("status", help="the last known state of every target, from the store")
+    render = commands.add_parser("render", help="preview the messages for a sample upgrade")
+    render.add_argument("--channel", choices=CHANNELS, action="append")
+    render.add_argument("--language", choices=LANGUAGES)
+    render.add_argument("--outcome", choices=[o.value for o in Outcome], default="success")
+    render.add_argument("--templates-dir", default=env.get(Env.TEMPLATES_DIR) or None)
+    render.add_argument("--timezone", default=env.get(Env.NOTIFY_TIMEZONE) or None)
+    serve = commands.add_parser("serve", help="serve the HTTP trigger's routes locally")
+    serve.add_argument("--host", default="127.0.0.1", help="loopback unless you mean it")
+    serve.add_argument("--port", type=int, default=9000)
     args = parser.parse_args(argv)
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s %(message)s",
     )
+    install_log_redaction()
     try:
-        summary = handle(b"")
+        if args.command == "check":
+            event: dict[str, Any] = {"dry_run": args.dry_run}
+            if args.targets:
+                event["targets"] = [t.strip() for t in args.targets.split(",") if t.strip()]
+            summary = handle(json.dumps(event).encode(), None, env)
+            _print(summary)
+            return 1 if summary["errors"] else 0
+        if args.command == "status":
+            _print(status_report(load_settings(env)))
+            return 0
+        if args.command == "render":
+            _print(
+                render_samples(
+                    args.channel or list(CHANNELS),
+                    args.language,
+                    Outcome(args.outcome),
+                    args.templates_dir,
+                    args.timezone,
+                )
+            )
+            return 0
     except AddonWatchError as exc:
         print(f"addon_watch: {type(exc).__name__}: {REDACTOR.scrub(str(exc))}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, ensure_ascii=False, indent=2))
-    return 1 if summary["errors"] else 0
+
+    if args.host not in LOOPBACK:
+        print(
+            f"addon_watch: serving on {args.host}, beyond this machine; "
+            "anyone who can reach it and holds the token can run checks",
+            file=sys.stderr,
+        )
+    server = make_server(args.host, args.port, env)
+    port = server.server_address[1]
+    print(f"addon_watch: serving POST /check, GET /status, GET /healthz on {args.host} port {port}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
 
 
 if __name__ == "__main__":

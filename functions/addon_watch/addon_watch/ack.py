@@ -15,6 +15,7 @@ import requests
 from .credentials import Credentials
 from .errors import AckApiError
 from .model import AddonStatus, Target, Task
+from .redaction import REDACTOR
 from .signer import canonical_query, signed_headers
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,8 @@ class AckClient:
         if response.status_code >= 400:
             fields: dict[str, Any] = body if isinstance(body, dict) else {}
             code = _as_text(fields.get("code") or fields.get("Code")) or None
-            message = _as_text(fields.get("message") or fields.get("Message"))[:_SNIPPET]
+            message = REDACTOR.scrub(_as_text(fields.get("message") or fields.get("Message")))
+            message = message[:_SNIPPET]
             request_id = _as_text(fields.get("requestId") or fields.get("RequestId")) or request_id
             detail = f"{code}: {message}" if code else _snippet(response.text)
             raise AckApiError(
@@ -179,5 +181,6 @@ class AckClient:
 
 
 def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
+    # Scrubbed before it is cut: a secret cut in half would no longer be recognised.
+    flat = REDACTOR.scrub(" ".join(text.split()))
     return json.dumps(flat[:_SNIPPET] + ("…" if len(flat) > _SNIPPET else ""), ensure_ascii=False)

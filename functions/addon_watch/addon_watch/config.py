@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -41,6 +42,15 @@ class Env:
     NOTIFY_LANGUAGE = "NOTIFY_LANGUAGE"
     NOTIFY_TIMEZONE = "NOTIFY_TIMEZONE"
     TEMPLATES_DIR = "TEMPLATES_DIR"
+    # Manual HTTP trigger and the invocation's time budget.
+    HTTP_AUTH = "HTTP_AUTH"
+    HTTP_TOKEN = "HTTP_TOKEN"
+    FUNCTION_TIMEOUT = "FUNCTION_TIMEOUT"
+    # Durable delivery: the OSS store, ephemeral state in Function Compute, the outbox.
+    OSS_ENDPOINT = "OSS_ENDPOINT"
+    ALLOW_EPHEMERAL_STATE = "ALLOW_EPHEMERAL_STATE"
+    DELIVERY_MAX_AGE = "DELIVERY_MAX_AGE"
+    DELIVERY_LEASE = "DELIVERY_LEASE"
     # Notifiers: DingTalk mentions and keyword, and the routing file.
     DINGTALK_AT_MOBILES = "DINGTALK_AT_MOBILES"
     DINGTALK_AT_USER_IDS = "DINGTALK_AT_USER_IDS"
@@ -53,6 +63,13 @@ LANGUAGES = ("zh", "en")
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_OSS_HOST = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
+_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+DEFAULT_DELIVERY_MAX_AGE = timedelta(hours=24)
+DEFAULT_DELIVERY_LEASE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -65,13 +82,23 @@ class AccessKey:
 
 
 @dataclass(frozen=True)
+class OssLocation:
+    """Where the OSS state store lives and how to reach it."""
+
+    bucket: str
+    prefix: str
+    endpoint: str
+    region: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one invocation needs, validated."""
 
     targets: tuple[Target, ...]
     ack_endpoint: str
     region: str | None
-    state_path: Path
+    state_path: Path | None
     access_key: AccessKey | None = None
     dingtalk_webhook_url: Secret | None = None
     dingtalk_secret: Secret | None = None
@@ -80,6 +107,13 @@ class Settings:
     notify_timezone: str | None = None
     templates_dir: Path | None = None
     running_in_fc: bool = field(default=False, compare=False)
+    http_auth: str = "token"
+    http_token: Secret | None = None
+    function_timeout: float | None = None
+    oss_store: OssLocation | None = None
+    allow_ephemeral_state: bool = False
+    delivery_max_age: timedelta = DEFAULT_DELIVERY_MAX_AGE
+    delivery_lease: timedelta = DEFAULT_DELIVERY_LEASE
     # Notifiers: DingTalk mentions and keyword, and the channels of the routing file.
     dingtalk_at_mobiles: tuple[str, ...] = ()
     dingtalk_at_user_ids: tuple[str, ...] = ()
@@ -96,6 +130,11 @@ class Settings:
         if self.slack_webhook_url:
             names.append("slack")
         return (*names, *(route.name for route in self.routes))
+
+    @property
+    def ephemeral_state(self) -> bool:
+        """The SQLite file is on Function Compute's /tmp, lost with the instance."""
+        return self.running_in_fc and _ephemeral(self.state_path)
 
     def language_for(self, channel: str) -> str:
         """The language of messages to this channel (``dingtalk``, ``dingtalk:ops``, ...)."""
@@ -147,11 +186,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"region, e.g. 'cn-hangzhou', or set {Env.ACK_ENDPOINT} to a full base URL"
         )
 
+    allow_ephemeral = _parse_bool(Env.ALLOW_EPHEMERAL_STATE, get(Env.ALLOW_EPHEMERAL_STATE))
+    # The bucket sits beside the function (its internal endpoint works only in
+    # that region), which may differ from the clusters' region.
+    state_path, oss_store = _parse_state_store(
+        get(Env.STATE_STORE), env, running_in_fc, allow_ephemeral, get(Env.FC_REGION) or region
+    )
     settings = Settings(
         targets=parse_targets(get(Env.WATCH_TARGETS)),
         ack_endpoint=endpoint,
         region=region,
-        state_path=_parse_state_store(get(Env.STATE_STORE), env, running_in_fc),
+        state_path=state_path,
         access_key=_parse_access_key(
             get(Env.ACCESS_KEY_ID), get(Env.ACCESS_KEY_SECRET), get(Env.SECURITY_TOKEN)
         ),
@@ -162,6 +207,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         notify_timezone=_parse_timezone(get(Env.NOTIFY_TIMEZONE)),
         templates_dir=Path(get(Env.TEMPLATES_DIR)) if get(Env.TEMPLATES_DIR) else None,
         running_in_fc=running_in_fc,
+        http_auth=_parse_http_auth(get(Env.HTTP_AUTH)),
+        http_token=_parse_http_token(get(Env.HTTP_TOKEN)),
+        function_timeout=_parse_timeout(get(Env.FUNCTION_TIMEOUT)),
+        oss_store=oss_store,
+        allow_ephemeral_state=allow_ephemeral,
+        delivery_max_age=_parse_duration(
+            Env.DELIVERY_MAX_AGE, get(Env.DELIVERY_MAX_AGE), DEFAULT_DELIVERY_MAX_AGE
+        ),
+        delivery_lease=_parse_duration(
+            Env.DELIVERY_LEASE, get(Env.DELIVERY_LEASE), DEFAULT_DELIVERY_LEASE
+        ),
         **notifier_settings(env),
     )
     if not settings.channels:
@@ -209,16 +265,86 @@ def default_state_path(env: Mapping[str, str], running_in_fc: bool) -> Path:
     return Path(data_home) / "ack-addon-watch" / "state.sqlite3"
 
 
-def _parse_state_store(value: str, env: Mapping[str, str], running_in_fc: bool) -> Path:
-    if not value:
-        return default_state_path(env, running_in_fc)
+def _parse_state_store(
+    value: str,
+    env: Mapping[str, str],
+    running_in_fc: bool,
+    allow_ephemeral: bool,
+    region: str | None,
+) -> tuple[Path | None, OssLocation | None]:
+    """The SQLite path or the OSS location ``STATE_STORE`` names."""
     scheme, sep, rest = value.partition("://")
-    if scheme != "sqlite" or not sep or not rest.lstrip("/"):
+    if value and sep and scheme == "oss":
+        return None, _parse_oss(value, rest, env, running_in_fc, region)
+    if value and (scheme != "sqlite" or not sep or not rest.lstrip("/")):
         raise ConfigError(
-            f"{Env.STATE_STORE} is {value!r}; expected sqlite:///ABSOLUTE/PATH, "
-            "e.g. 'sqlite:///var/lib/ack-addon-watch/state.sqlite3'"
+            f"{Env.STATE_STORE} is {value!r}; expected sqlite:///ABSOLUTE/PATH "
+            "(e.g. 'sqlite:///var/lib/ack-addon-watch/state.sqlite3') or oss://BUCKET/PREFIX "
+            "(e.g. 'oss://my-bucket/ack-addon-watch')"
         )
-    return Path(rest)
+    path = Path(rest) if value else default_state_path(env, running_in_fc)
+    # Function Compute discards /tmp with the instance, and with it every record
+    # and undelivered message: refuse unless the user accepted that.
+    if running_in_fc and _ephemeral(path) and not allow_ephemeral:
+        raise ConfigError(
+            f"the state store would be the SQLite file {path}, which Function Compute "
+            "discards with the instance (messages would repeat or be lost); set "
+            f"{Env.STATE_STORE}=oss://BUCKET/PREFIX (e.g. 'oss://my-bucket/ack-addon-watch'), "
+            f"or set {Env.ALLOW_EPHEMERAL_STATE}=true to accept that"
+        )
+    return path, None
+
+
+def _ephemeral(path: Path | None) -> bool:
+    return path is not None and path.is_relative_to("/tmp")
+
+
+def _parse_oss(
+    value: str, rest: str, env: Mapping[str, str], running_in_fc: bool, region: str | None
+) -> OssLocation:
+    bucket, _, prefix = rest.partition("/")
+    if not _BUCKET.match(bucket):
+        raise ConfigError(
+            f"{Env.STATE_STORE} is {value!r}, whose bucket name is not valid (3 to 63 "
+            "lower-case letters, digits and '-'); expected e.g. 'oss://my-bucket/ack-addon-watch'"
+        )
+    override = env.get(Env.OSS_ENDPOINT, "").strip()
+    endpoint = ""
+    if override:
+        endpoint = _parse_base_url(
+            Env.OSS_ENDPOINT, override, "https://oss-cn-hangzhou-internal.aliyuncs.com"
+        )
+        host = re.sub(r"^https?://", "", endpoint).split("/")[0].split(":")[0]
+        named = _OSS_HOST.match(host)
+        region = named.group(1) if named else region
+    elif region:
+        # Inside Alibaba Cloud the internal endpoint is free of traffic charges.
+        internal = "-internal" if running_in_fc else ""
+        endpoint = f"https://oss-{region}{internal}.aliyuncs.com"
+    if not region:
+        raise ConfigError(
+            f"{Env.STATE_STORE} is an OSS location but no region is known; set "
+            f"{Env.ACK_REGION} or {Env.OSS_ENDPOINT} (e.g. https://oss-cn-hangzhou.aliyuncs.com)"
+        )
+    return OssLocation(bucket, prefix.strip("/"), endpoint, region)
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    if value.lower() not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} is {value!r}; expected 'true' or 'false'")
+    return value.lower() in _TRUE
+
+
+def _parse_duration(name: str, value: str, default: timedelta) -> timedelta:
+    if not value:
+        return default
+    match = _DURATION.match(value.lower())
+    if match is None or int(match.group(1)) == 0:
+        raise ConfigError(
+            f"{name} is {value!r}; expected a positive duration such as '90s', '15m', '24h' "
+            "or '2d' (a bare number is seconds)"
+        )
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
 def _parse_access_key(key_id: str, key_secret: str, token: str) -> AccessKey | None:
@@ -286,3 +412,45 @@ def _parse_timezone(value: str) -> str | None:
             "expected e.g. 'Asia/Shanghai'"
         ) from exc
     return value
+
+
+HTTP_AUTH_MODES = ("token", "function")
+MIN_HTTP_TOKEN_LENGTH = 16
+
+
+def _parse_http_auth(value: str) -> str:
+    mode = value.lower() or "token"
+    if mode not in HTTP_AUTH_MODES:
+        raise ConfigError(
+            f"{Env.HTTP_AUTH} is {value!r}; expected 'token' (callers send "
+            f"'Authorization: Bearer <{Env.HTTP_TOKEN}>') or 'function' (the HTTP trigger's "
+            "authType is 'function' and Function Compute checks each request's signature)"
+        )
+    return mode
+
+
+def _parse_http_token(value: str) -> Secret | None:
+    if not value:
+        return None
+    if len(value) < MIN_HTTP_TOKEN_LENGTH or any(c.isspace() for c in value):
+        # The value is not repeated: even a bad token is a secret.
+        raise ConfigError(
+            f"{Env.HTTP_TOKEN} is too short or contains spaces; use at least "
+            f"{MIN_HTTP_TOKEN_LENGTH} random characters, e.g. the output of 'openssl rand -hex 32'"
+        )
+    return Secret(value)
+
+
+def _parse_timeout(value: str) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86_400:
+        raise ConfigError(
+            f"{Env.FUNCTION_TIMEOUT} is {value!r}; expected the function's timeout in seconds, "
+            "from 1 to 86400, e.g. '300'"
+        )
+    return seconds

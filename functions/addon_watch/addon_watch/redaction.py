@@ -60,7 +60,8 @@ class Redactor:
         candidates = {value, quote(value, safe=""), quote_plus(value)}
         if "://" in value:
             parts = urlsplit(value)
-            candidates.update({parts.path, parts.query})
+            # The last path segment is the secret part of a Slack webhook URL.
+            candidates.update({parts.path, parts.query, parts.path.rpartition("/")[2]})
             candidates.update(piece.partition("=")[2] for piece in parts.query.split("&"))
         with self._lock:
             self._values.update(c for c in candidates if len(c) >= _MIN_SCRUB_LENGTH)

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 SLACK_SECTION_LIMIT = 3000
 SLACK_HEADER_LIMIT = 150
 SLACK_BLOCK_LIMIT = 50
-# Kept for callers of the earlier name: the header (fallback) length.
+# The fallback text is the header's text: a notification shows no more anyway.
 SLACK_TEXT_LIMIT = SLACK_HEADER_LIMIT
 # DingTalk refuses bodies over 20,000 UTF-8 bytes; a little is kept in reserve.
 DINGTALK_BODY_LIMIT = 19_800
@@ -478,7 +478,7 @@ def slack_payload(message: Message) -> dict[str, Any]:
             }
         )
     return {
-        "text": message.title,
+        "text": _limit(message.title, SLACK_TEXT_LIMIT),
         "blocks": [header],
         "attachments": [{"color": slack_color(message.outcomes), "blocks": blocks}],
     }

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from .ack import AckClient
 from .detect import observe
 from .errors import AckApiError, DeliveryError, TemplateError
+from .model import Announcement
 from .notify import Notifier
 from .redaction import REDACTOR
 from .render import Renderer
-from .routing import channels_for
-from .store import OutboxItem, Store
+from .routing import RoutedChannels, channels_for
+from .store import (
+    DEFAULT_LEASE,
+    DEFAULT_MAX_AGE,
+    Claim,
+    CorruptRecordError,
+    OutboxItem,
+    Store,
+    retry_delay,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +52,40 @@ class Summary:
     errors: list[str] = field(default_factory=list)
     delivered: list[dict[str, str]] = field(default_factory=list)
     duration_ms: int = 0
+    # Messages given up for good this run (permanent failure or too old), with why.
+    given_up: list[dict[str, str]] = field(default_factory=list)
+    # Messages another run was sending at the same moment.
+    busy: int = 0
+    deferred: int = 0
+    dry_run: bool = False
+    previews: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["errors"] = [REDACTOR.scrub(e) for e in self.errors]
+        data["given_up"] = [
+            {k: REDACTOR.scrub(v) for k, v in entry.items()} for entry in self.given_up
+        ]
         return data
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """How sending one claimed message went; ``error`` is None when it was delivered."""
+
+    claim: Claim
+    error: DeliveryError | TemplateError | None = None
+
+    @property
+    def permanent(self) -> bool:
+        """Sending it again cannot help: a template error or a permanent refusal."""
+        return isinstance(self.error, TemplateError) or bool(
+            isinstance(self.error, DeliveryError) and self.error.permanent
+        )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def run_check(
@@ -56,6 +97,11 @@ def run_check(
     renderer: Renderer,
     languages: Mapping[str, str],
     trigger: str,
+    clock: Callable[[], datetime] = _utc_now,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    lease: timedelta = DEFAULT_LEASE,
+    dry_run: bool = False,
+    deadline: float | None = None,
 ) -> Summary:
     """Check every target once and deliver what is owed.
 
@@ -67,14 +113,33 @@ def run_check(
         renderer: turns announcements into messages.
         languages: the message language for each channel.
         trigger: what started the check, for the summary.
+        clock: the current time (tests move it forward).
+        max_age: a message still unsent after this long is given up.
+        lease: how long a claim on a message keeps other runs off it.
+        dry_run: ask and render, but record nothing and send nothing; the
+            messages that would go out are returned in ``previews``.
+        deadline: a ``time.monotonic()`` value after which no new target or
+            delivery is started; what is left is counted as ``deferred``
+            targets and ``pending`` messages, for the next tick.
 
     Returns:
         The summary of the check.
+
+    Raises:
+        StateStoreError: the store could not be read or written; nothing that
+            could not be recorded was sent, and the next check picks up from there.
     """
     started = time.monotonic()
-    summary = Summary(trigger=trigger, targets=len(targets))
+    summary = Summary(trigger=trigger, targets=len(targets), dry_run=dry_run)
+    found: list[Announcement] = []
 
-    for target in targets:
+    for index, target in enumerate(targets):
+        if _past(deadline):
+            summary.deferred = len(targets) - index
+            logger.warning(
+                "near the time limit: %d target(s) left for the next tick", summary.deferred
+            )
+            break
         try:
             status = client.describe_addon_upgrade_status(target)
         except AckApiError as exc:
@@ -89,100 +154,219 @@ def run_check(
                 status.task.status,
             )
 
-        # The record and the announcement it implies are written in one transaction,
-        # before any send: a crash now cannot lose the message.
-        record, announcement = observe(store.get_target(target), status)
-        channels = channels_for(notifiers, announcement) if announcement else []
-        store.record(target, record, announcement, channels)
+        # Read, compare and write the record and its outbox entries as one step,
+        # before any send: a crash now cannot lose the message, and a run beside
+        # this one cannot enqueue it twice. Only the channels whose filters take
+        # the announcement get an entry.
+        try:
+            if dry_run:
+                _, announcement = observe(store.get_target(target), status)
+            else:
+                routed = RoutedChannels(notifiers, partial(observe, current=status))
+                announcement = store.observe(target, routed.decide, routed, clock())
+        except CorruptRecordError as exc:
+            logger.error("%s", exc)
+            summary.errors.append(str(exc))
+            continue
         if announcement is not None:
             summary.changes += 1
+            found.append(announcement)
             logger.info(
                 "%s: task %s ended: %s", target, announcement.task_id, announcement.outcome.value
             )
 
-    summary.expired = len(store.expire_old())
-    by_channel: dict[str, list[OutboxItem]] = {}
-    for item in store.pending():
-        by_channel.setdefault(item.channel, []).append(item)
-    for channel, items in by_channel.items():
-        _deliver_channel(channel, items, notifiers, renderer, languages, store, summary)
+    if dry_run:
+        _preview(store.pending().items, found, notifiers, renderer, languages, summary)
+        summary.duration_ms = int((time.monotonic() - started) * 1000)
+        return summary
+    if _past(deadline):
+        waiting = len(store.pending().items)
+        logger.warning("near the time limit: %d message(s) left for the next tick", waiting)
+        summary.pending += waiting
+        summary.duration_ms = int((time.monotonic() - started) * 1000)
+        return summary
+
+    # Claim everything due before sending anything: what this run holds, no run
+    # beside it sends; each result is recorded before the next send.
+    owner = uuid.uuid4().hex
+    claimed = _claim_due(store, notifiers, summary, clock, max_age, lease, owner)
+    for channel, claims in claimed.items():
+        notifier = notifiers[channel]
+        render = partial(_payload, renderer, notifier, channel, languages[channel])
+        for result in send_channel(notifier, claims, render):
+            _settle(result, store, summary, clock)
 
     summary.duration_ms = int((time.monotonic() - started) * 1000)
     return summary
 
 
-def _deliver_channel(
-    channel: str,
-    items: list[OutboxItem],
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _preview(
+    pending: list[OutboxItem],
+    found: list[Announcement],
     notifiers: Mapping[str, Notifier],
     renderer: Renderer,
     languages: Mapping[str, str],
-    store: Store,
     summary: Summary,
 ) -> None:
-    """Send one channel's waiting messages, oldest first, grouped into as few as possible."""
-    notifier = notifiers.get(channel)
-    if notifier is None:
-        # The channel was configured when the change was seen and is not now;
-        # its messages wait until it is configured again or they expire.
-        logger.warning(
-            "%d message(s) for %s are waiting: channel not configured", len(items), channel
-        )
-        summary.pending += len(items)
-        return
-
-    # Several outcomes go out as one message: a DingTalk robot takes 20 a minute,
-    # a Slack webhook about one a second. A very long list is split into a few.
-    groups = [items[i : i + GROUP_LIMIT] for i in range(0, len(items), GROUP_LIMIT)]
-    for number, group in enumerate(groups):
-        announcements = [item.announcement for item in group]
+    """Render what a real check would send now: the waiting messages, then the new ones."""
+    owed = [(item.channel, item.announcement) for item in pending if item.channel in notifiers]
+    owed += [(channel, item) for item in found for channel in channels_for(notifiers, item)]
+    for channel, announcement in dict.fromkeys(owed):
+        preview: dict[str, Any] = {"channel": channel, "announcement": announcement.key}
         try:
-            message = renderer.render_group(channel, languages[channel], announcements)
-            notifier.send(notifier.build(message))
+            message = renderer.render(channel, languages[channel], announcement)
         except TemplateError as exc:
-            _failed(group, store, summary, str(exc), permanent=True)
+            preview["error"] = str(exc)
+            summary.errors.append(f"{channel}: {exc}")
+        else:
+            preview.update(
+                title=message.title, text=message.text, payload=notifiers[channel].build(message)
+            )
+        summary.previews.append(preview)
+
+
+def _claim_due(
+    store: Store,
+    notifiers: Mapping[str, Notifier],
+    summary: Summary,
+    clock: Callable[[], datetime],
+    max_age: timedelta,
+    lease: timedelta,
+    owner: str,
+) -> dict[str, list[Claim]]:
+    """Claim, per channel, the messages due now; give up those too old to matter."""
+    scan = store.pending()
+    for problem in scan.unreadable:
+        logger.error("an outbox entry is unreadable and cannot be sent: %s", problem)
+        summary.errors.append(f"unreadable outbox entry: {problem}")
+
+    by_channel: dict[str, list[Claim]] = {}
+    waiting: dict[str, int] = {}
+    for item in scan.items:
+        now = clock()
+        too_old = now - item.created_at > max_age
+        if not too_old and (
+            item.channel not in notifiers
+            or (item.next_attempt_at is not None and item.next_attempt_at > now)
+        ):
+            waiting[item.channel] = waiting.get(item.channel, 0) + 1
             continue
-        except DeliveryError as exc:
-            _failed(group, store, summary, str(exc), permanent=exc.permanent, after=exc.retry_after)
-            if exc.retry_after is not None:
+        claim = store.claim(item, owner, now, lease)
+        if claim is None:
+            summary.busy += 1
+            continue
+        if too_old:
+            _give_up(claim, "expired", f"still undelivered after {max_age}", store, summary, now)
+            continue
+        by_channel.setdefault(item.channel, []).append(claim)
+
+    for channel, count in waiting.items():
+        summary.pending += count
+        if channel not in notifiers:
+            # Configured when the change was seen and not now: the messages wait
+            # until the channel is configured again, or until they expire.
+            logger.warning("%d message(s) for %s wait: channel not configured", count, channel)
+    return by_channel
+
+
+def _payload(
+    renderer: Renderer,
+    notifier: Notifier,
+    channel: str,
+    language: str,
+    announcements: list[Announcement],
+) -> Any:
+    return notifier.build(renderer.render_group(channel, language, announcements))
+
+
+def send_channel(
+    notifier: Notifier, claims: list[Claim], render: Callable[[list[Announcement]], Any]
+) -> Iterator[SendResult]:
+    """Send one channel's claimed messages, oldest first; one result per claim, as it is known.
+
+    This is the one place that decides how claimed messages become sends; the
+    caller records each result before the next is produced. Several messages
+    go out as one grouped message (a DingTalk robot takes 20 a minute, a Slack
+    webhook about one a second); a very long list as a few.
+    """
+    groups = [claims[i : i + GROUP_LIMIT] for i in range(0, len(claims), GROUP_LIMIT)]
+    for number, group in enumerate(groups):
+        try:
+            notifier.send(render([claim.item.announcement for claim in group]))
+        except (TemplateError, DeliveryError) as exc:
+            yield from (SendResult(claim, exc) for claim in group)
+            if isinstance(exc, DeliveryError) and exc.retry_after is not None:
                 # Throttled: anything more now would only lengthen the throttling.
-                deferred = [item for later in groups[number + 1 :] for item in later]
-                if deferred:
-                    _failed(deferred, store, summary, str(exc), after=exc.retry_after)
+                rest = [claim for later in groups[number + 1 :] for claim in later]
+                yield from (SendResult(claim, exc) for claim in rest)
                 return
             continue
-        for item in group:
-            store.mark_sent(item)
-            summary.sent += 1
-            summary.delivered.append({"channel": channel, "announcement": item.announcement.key})
+        yield from (SendResult(claim) for claim in group)
 
 
-def _failed(
-    items: list[OutboxItem],
-    store: Store,
-    summary: Summary,
-    error: str,
-    *,
-    permanent: bool = False,
-    after: float | None = None,
+def _settle(
+    result: SendResult, store: Store, summary: Summary, clock: Callable[[], datetime]
 ) -> None:
-    for item in items:
-        store.mark_failed(item, error, permanent=permanent)
-    if permanent:
-        fate = "given up"
-    elif after is not None:
-        fate = f"deferred: throttled, next try in about {after:.0f} s"
-    else:
-        fate = "will retry next tick"
+    """Record how a send went; a store failure here ends the run before the next send."""
+    claim, item, now = result.claim, result.claim.item, clock()
+    if result.error is None:
+        if not store.mark_sent(claim, now):
+            logger.warning(
+                "%s reached %s after its claim had passed to another run: it may arrive twice",
+                item.announcement.key,
+                item.channel,
+            )
+        summary.sent += 1
+        summary.delivered.append({"channel": item.channel, "announcement": item.announcement.key})
+        return
+
+    error = str(result.error)
+    if result.permanent:
+        _give_up(claim, "failed", error, store, summary, now)
+        return
+    delay = retry_delay(item.attempts + 1)
+    wait = result.error.retry_after if isinstance(result.error, DeliveryError) else None
+    if wait is not None:
+        # The destination throttles: no run, on any instance, tries before it allows.
+        delay = max(delay, timedelta(seconds=wait))
+    retry_at = now + delay
+    store.mark_retry(claim, error, retry_at, now)
     logger.error(
-        "sending %s to %s failed (%s): %s",
-        ", ".join(item.announcement.key for item in items),
-        items[0].channel,
-        fate,
+        "sending %s to %s failed (attempt %d, %s %s): %s",
+        item.announcement.key,
+        item.channel,
+        item.attempts + 1,
+        "next after" if wait is None else "deferred: throttled, next after",
+        retry_at.isoformat(timespec="seconds"),
         error,
     )
-    summary.errors.append(f"{items[0].channel}: {error}")
-    if permanent:
-        summary.failed += len(items)
+    summary.errors.append(f"{item.channel}: {error}")
+    summary.pending += 1
+
+
+def _give_up(
+    claim: Claim, state: str, reason: str, store: Store, summary: Summary, now: datetime
+) -> None:
+    """Record a message as given up for good, and say so in the log and the summary."""
+    item = claim.item
+    store.mark_given_up(claim, state, reason, now)
+    logger.error(
+        "gave up sending %s to %s (%s): %s", item.announcement.key, item.channel, state, reason
+    )
+    summary.given_up.append(
+        {
+            "channel": item.channel,
+            "announcement": item.announcement.key,
+            "state": state,
+            "reason": reason,
+        }
+    )
+    if state == "expired":
+        summary.expired += 1
     else:
-        summary.pending += len(items)
+        summary.failed += 1
+        summary.errors.append(f"{item.channel}: {reason}")

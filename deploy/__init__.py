@@ -1,0 +1,1 @@
+"""Tools that build, measure and describe the Function Compute deployment."""

@@ -1,0 +1,211 @@
+"""What every state store offers, and the stored formats they share.
+
+A store keeps two things: the last record of each target, and an outbox with
+one entry per announcement and channel. The outbox is what makes delivery
+durable:
+
+- an entry is written, keyed by announcement and channel, before anything is
+  sent, and writing it again is a no-op, so two runs that see the same change
+  enqueue it once;
+- a run sends an entry only after claiming it with an atomic compare-and-set
+  (SQLite) or create-if-absent (OSS); the claim is a lease, so the claim of a
+  run that died is taken over once the lease has run out;
+- after the send the entry is marked sent, retried later (with backoff) or
+  given up; given-up entries stay in the store with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from ..config import DEFAULT_DELIVERY_LEASE, DEFAULT_DELIVERY_MAX_AGE
+from ..detect import TargetRecord
+from ..errors import StateStoreError
+from ..model import Announcement, Outcome, Target
+
+# Version of every stored JSON document; a record of another version is refused
+# (for that target only) rather than misread.
+FORMAT_VERSION = 1
+DEFAULT_MAX_AGE = DEFAULT_DELIVERY_MAX_AGE
+DEFAULT_LEASE = DEFAULT_DELIVERY_LEASE
+FIRST_RETRY = timedelta(minutes=1)
+LONGEST_RETRY = timedelta(hours=1)
+
+Decide = Callable[[TargetRecord | None], tuple[TargetRecord, Announcement | None]]
+
+
+class CorruptRecordError(StateStoreError):
+    """One stored document cannot be read; only what it belongs to is affected."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One announcement waiting to go to one channel."""
+
+    announcement: Announcement
+    channel: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    # Bumped on every settled attempt; OSS names its claim objects after it.
+    generation: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.announcement.key}|{self.channel}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right, until ``expires_at``, to send one outbox item."""
+
+    item: OutboxItem
+    owner: str
+    expires_at: datetime
+    generation: int = 0
+
+
+@dataclass
+class PendingScan:
+    """The pending outbox, and the entries that could not be read (never dropped silently)."""
+
+    items: list[OutboxItem] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+class Store(Protocol):
+    """What a check needs from a state store; ``SqliteStore`` and ``OssStore`` implement it."""
+
+    def observe(
+        self, target: Target, decide: Decide, channels: Iterable[str], now: datetime
+    ) -> Announcement | None:
+        """Atomically read the target's record, ``decide``, and write the new record and outbox.
+
+        Raises ``CorruptRecordError`` when the stored record is unreadable, and
+        ``StateStoreError`` when the store cannot be read or written.
+        """
+        ...
+
+    def get_target(self, target: Target) -> TargetRecord | None:
+        """The target's last record, read only; None when it was never seen."""
+        ...
+
+    def pending(self) -> PendingScan: ...
+
+    def claim(self, item: OutboxItem, owner: str, now: datetime, lease: timedelta) -> Claim | None:
+        """The claim on ``item``, or None when another run holds it or it was settled."""
+        ...
+
+    def mark_sent(self, claim: Claim, now: datetime) -> bool:
+        """Record a delivery; False when the claim had been lost to another run."""
+        ...
+
+    def mark_retry(self, claim: Claim, error: str, retry_at: datetime, now: datetime) -> bool: ...
+
+    def mark_given_up(self, claim: Claim, state: str, error: str, now: datetime) -> bool:
+        """Record a permanent failure (``failed``) or an expiry (``expired``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff after ``attempts`` failed sends: 1 min, 2, 4, ... up to an hour."""
+    delay: timedelta = FIRST_RETRY * 2 ** max(attempts - 1, 0)
+    return min(delay, LONGEST_RETRY)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def check_version(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    if data.get("v") != FORMAT_VERSION:
+        raise ValueError(
+            f"{what} has format {data.get('v')!r}; this release reads {FORMAT_VERSION}"
+        )
+    return data
+
+
+def announcement_to_dict(item: Announcement) -> dict[str, Any]:
+    return {
+        "v": FORMAT_VERSION,
+        "cluster_id": item.target.cluster_id,
+        "component": item.target.component,
+        "task_id": item.task_id,
+        "outcome": item.outcome.value,
+        "version": item.version,
+        "status": item.status,
+        "created_at": iso(item.created_at),
+        "finished_at": iso(item.finished_at),
+    }
+
+
+def announcement_from_dict(data: Any) -> Announcement:
+    data = check_version(data, "the announcement")
+    return Announcement(
+        target=Target(data["cluster_id"], data["component"]),
+        task_id=data["task_id"],
+        outcome=Outcome(data["outcome"]),
+        version=data["version"],
+        status=data["status"],
+        created_at=from_iso(data["created_at"]),
+        finished_at=from_iso(data["finished_at"]),
+    )
+
+
+def announcement_to_json(item: Announcement) -> str:
+    return json.dumps(announcement_to_dict(item), ensure_ascii=False)
+
+
+def announcement_from_json(text: str) -> Announcement:
+    return announcement_from_dict(json.loads(text))
+
+
+def record_to_dict(record: TargetRecord) -> dict[str, Any]:
+    return {
+        "v": FORMAT_VERSION,
+        "task_id": record.task_id,
+        "status": record.status,
+        "outcome": record.outcome,
+        "version": record.version,
+        "task_created_at": iso(record.task_created_at),
+    }
+
+
+def record_to_json(record: TargetRecord) -> str:
+    return json.dumps(record_to_dict(record), ensure_ascii=False)
+
+
+def record_from_dict(data: Any) -> TargetRecord:
+    data = check_version(data, "the record")
+    return TargetRecord(
+        task_id=data["task_id"],
+        status=data["status"],
+        outcome=data["outcome"],
+        version=data["version"],
+        task_created_at=from_iso(data["task_created_at"]),
+    )
+
+
+def read_record(text: str | bytes, target: Target, where: str) -> TargetRecord:
+    """The stored record of ``target``, or ``CorruptRecordError`` saying how to recover."""
+    try:
+        return record_from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptRecordError(
+            f"{where}: the record of {target} is unreadable ({exc}); this target is skipped "
+            "until the record is fixed or deleted (deleting it makes the next check record "
+            "the target afresh, silently)"
+        ) from exc

@@ -1,0 +1,373 @@
+"""The state store in an OSS bucket: small JSON objects under one prefix.
+
+Layout under ``oss://BUCKET/PREFIX``::
+
+    targets/<cluster>/<component>.json   the last record of each target
+    outbox/<id>.json                     one announcement for one channel, with its state
+    pending/<id>                         marker: this outbox entry is not settled yet
+    claims/<id>.<generation>             a run's lease on one attempt to send it
+
+Atomicity comes from ``x-oss-forbid-overwrite: true`` (OSS answers 409
+``FileAlreadyExists`` when the object exists): an outbox entry is created at
+most once, so two runs that see the same change enqueue it once, and a claim
+object is created by exactly one run. A claim left by a run that died is
+taken over, once its lease has passed, by creating the next generation's claim.
+
+``oss2`` is imported only when this store is opened: it is preinstalled on the
+python3.10 runtime, and a run on SQLite never pays for its import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..credentials import Credentials
+from ..detect import TargetRecord
+from ..errors import StateStoreError
+from ..model import Announcement, Target
+from .base import (
+    DEFAULT_MAX_AGE,
+    FORMAT_VERSION,
+    Claim,
+    Decide,
+    OutboxItem,
+    PendingScan,
+    announcement_from_dict,
+    announcement_to_dict,
+    check_version,
+    from_iso,
+    iso,
+    read_record,
+    record_to_dict,
+)
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10
+# A run gives up walking past expired claims after this many generations.
+_MAX_TAKEOVERS = 20
+
+
+class _CredentialsProvider:
+    """Feeds ``oss2`` the credentials of the invocation, resolved on first use."""
+
+    def __init__(self, credentials: Callable[[], Credentials]) -> None:
+        self._credentials = credentials
+
+    def get_credentials(self) -> Any:
+        import oss2
+
+        found = self._credentials()
+        token = found.security_token.reveal() if found.security_token else ""
+        return oss2.credentials.Credentials(
+            found.access_key_id, found.access_key_secret.reveal(), token
+        )
+
+
+class OssStore:
+    """The store in OSS; safe for runs on any number of instances at once."""
+
+    def __init__(self, bucket: Any, prefix: str) -> None:
+        self._bucket = bucket
+        self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self._where = f"oss://{bucket.bucket_name}/{self._prefix}"
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        endpoint: str,
+        region: str,
+        bucket: str,
+        prefix: str,
+        credentials: Callable[[], Credentials],
+    ) -> OssStore:
+        """A store in ``bucket`` reached through ``endpoint``, signed with OSS signature V4."""
+        try:
+            import oss2
+        except ImportError as exc:
+            raise StateStoreError(
+                "STATE_STORE is oss://... but the oss2 package is not installed; "
+                "it is preinstalled on the python3.10 runtime, elsewhere `pip install oss2`"
+            ) from exc
+        # oss2 logs every request's headers at DEBUG, the STS token among them.
+        logging.getLogger("oss2").setLevel(logging.WARNING)
+        auth = oss2.ProviderAuthV4(_CredentialsProvider(credentials))
+        return cls(
+            oss2.Bucket(auth, endpoint, bucket, region=region, connect_timeout=CONNECT_TIMEOUT),
+            prefix,
+        )
+
+    def __repr__(self) -> str:
+        return f"OssStore({self._where!r})"
+
+    def close(self) -> None:
+        """Nothing to release: every call is one HTTP request."""
+
+    # --- objects -----------------------------------------------------------
+
+    def _fail(self, what: str, exc: Exception) -> StateStoreError:
+        status = getattr(exc, "status", None)
+        code = getattr(exc, "code", "") or type(exc).__name__
+        message = getattr(exc, "message", "") or ""
+        request_id = getattr(exc, "request_id", "")
+        if status is not None and status < 0:
+            # Raised by the SDK itself (connection refused, timeout): name the cause.
+            code = type(getattr(exc, "exception", exc)).__name__
+        detail = f"HTTP {status} {code}" if status and status > 0 else code
+        if message:
+            detail += f": {message}"
+        if request_id:
+            detail += f" (request id {request_id})"
+        return StateStoreError(
+            f"state store {self._where}: cannot {what}: {detail}; check the bucket, "
+            "OSS_ENDPOINT and that the function's role may read and write the prefix"
+        )
+
+    def _get(self, key: str, what: str) -> bytes | None:
+        import oss2
+
+        try:
+            result = self._bucket.get_object(self._prefix + key)
+            return bytes(result.read())
+        except oss2.exceptions.NoSuchKey:
+            return None
+        except oss2.exceptions.OssError as exc:
+            raise self._fail(what, exc) from exc
+
+    def _put(self, key: str, data: dict[str, Any], what: str, *, create_only: bool = False) -> bool:
+        """Write ``data``; with ``create_only``, False when the object already existed."""
+        import oss2
+
+        headers = {"Content-Type": "application/json"}
+        if create_only:
+            headers["x-oss-forbid-overwrite"] = "true"
+        body = json.dumps(data, ensure_ascii=False).encode()
+        try:
+            self._bucket.put_object(self._prefix + key, body, headers=headers)
+        except oss2.exceptions.OssError as exc:
+            if create_only and exc.status == 409:
+                return False
+            raise self._fail(what, exc) from exc
+        return True
+
+    def _delete(self, key: str, what: str) -> None:
+        import oss2
+
+        try:
+            self._bucket.delete_object(self._prefix + key)
+        except oss2.exceptions.OssError as exc:
+            raise self._fail(what, exc) from exc
+
+    def _list(self, folder: str, what: str) -> list[tuple[str, float]]:
+        """(name under ``folder``, last modified) of every object there."""
+        import oss2
+
+        start = self._prefix + folder
+        try:
+            return [
+                (info.key[len(start) :], float(info.last_modified))
+                for info in oss2.ObjectIteratorV2(self._bucket, prefix=start)
+            ]
+        except oss2.exceptions.OssError as exc:
+            raise self._fail(what, exc) from exc
+
+    # --- records -----------------------------------------------------------
+
+    def get_target(self, target: Target) -> TargetRecord | None:
+        text = self._get(_record_key(target), f"read the record of {target}")
+        return read_record(text, target, self._where) if text is not None else None
+
+    def observe(
+        self, target: Target, decide: Decide, channels: Iterable[str], now: datetime
+    ) -> Announcement | None:
+        key = _record_key(target)
+        previous = self.get_target(target)
+        record, announcement = decide(previous)
+
+        # Outbox before record: a run that dies in between leaves the record as it
+        # was, so the next run sees the change again and enqueues the same keys,
+        # which already exist.
+        # NOTE: OSS has no compare-and-set on the record itself. Two runs that read
+        # the record at once both write it; the later write wins, and if it is the
+        # staler answer the change is seen again next tick and finds its outbox
+        # entries already there, so nothing is sent twice.
+        if announcement is not None:
+            for channel in channels:
+                item = OutboxItem(announcement, channel, 0, now)
+                ident = _ident(item)
+                self._put(f"pending/{ident}", {"v": FORMAT_VERSION}, f"enqueue {item.key}")
+                self._put(
+                    f"outbox/{ident}.json",
+                    _item_to_dict(item, "pending"),
+                    f"enqueue {item.key}",
+                    create_only=True,
+                )
+        if record != previous:
+            self._put(key, record_to_dict(record), f"record {target}")
+        return announcement
+
+    # --- outbox ------------------------------------------------------------
+
+    def pending(self) -> PendingScan:
+        scan = PendingScan()
+        now = datetime.now(timezone.utc).timestamp()
+        for ident, modified in self._list("pending/", "list pending messages"):
+            loaded = self._load_item(ident)
+            if loaded is None:
+                # A marker whose entry was never written (the run died in between):
+                # the change is seen again and re-enqueued; an old one is litter.
+                if now - modified > DEFAULT_MAX_AGE.total_seconds():
+                    self._delete(f"pending/{ident}", "remove a stale marker")
+                continue
+            if isinstance(loaded, str):
+                scan.unreadable.append(loaded)
+                continue
+            item, state = loaded
+            if state != "pending":
+                self._delete(f"pending/{ident}", f"clear the marker of {item.key}")
+                continue
+            scan.items.append(item)
+        scan.items.sort(key=lambda item: item.created_at)
+        return scan
+
+    def _load_item(self, ident: str) -> tuple[OutboxItem, str] | str | None:
+        """The entry and its state; a description when unreadable; None when absent."""
+        text = self._get(f"outbox/{ident}.json", f"read outbox entry {ident}")
+        if text is None:
+            return None
+        try:
+            return _item_from_dict(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"outbox entry {ident}: {exc}"
+
+    def claim(self, item: OutboxItem, owner: str, now: datetime, lease: timedelta) -> Claim | None:
+        ident = _ident(item)
+        expires_at = now + lease
+        generation = item.generation
+        for _ in range(_MAX_TAKEOVERS):
+            lease_doc = {"v": FORMAT_VERSION, "owner": owner, "expires_at": iso(expires_at)}
+            name = f"claims/{ident}.{generation}"
+            if self._put(name, lease_doc, f"claim {item.key}", create_only=True):
+                break
+            held = self._get(name, f"read the claim on {item.key}")
+            holder = _lease_of(held)
+            if holder is not None and holder[0] == owner:
+                break  # our own create, retried by the SDK after a lost answer
+            if holder is not None and holder[1] > now:
+                return None  # another run is sending it
+            generation += 1  # gone, unreadable, or its lease ran out: take over
+        else:
+            logger.warning("gave up claiming %s after %d expired claims", item.key, _MAX_TAKEOVERS)
+            return None
+
+        # The entry may have been settled since it was listed (and its claim
+        # removed, which is how this create could succeed): read it again.
+        loaded = self._load_item(ident)
+        if not isinstance(loaded, tuple) or loaded[1] != "pending":
+            self._delete(f"claims/{ident}.{generation}", f"release the claim on {item.key}")
+            return None
+        fresh = loaded[0]
+        retry_later = fresh.next_attempt_at is not None and fresh.next_attempt_at > now
+        if fresh.generation > generation or retry_later:
+            self._delete(f"claims/{ident}.{generation}", f"release the claim on {item.key}")
+            return None
+        return Claim(fresh, owner, expires_at, generation)
+
+    def mark_sent(self, claim: Claim, now: datetime) -> bool:
+        return self._settle(claim, "sent", None, None)
+
+    def mark_retry(self, claim: Claim, error: str, retry_at: datetime, now: datetime) -> bool:
+        return self._settle(claim, "pending", error, retry_at)
+
+    def mark_given_up(self, claim: Claim, state: str, error: str, now: datetime) -> bool:
+        return self._settle(claim, state, error, None)
+
+    def _settle(
+        self, claim: Claim, state: str, error: str | None, retry_at: datetime | None
+    ) -> bool:
+        item = claim.item
+        ident = _ident(item)
+        loaded = self._load_item(ident)
+        still_ours = (
+            isinstance(loaded, tuple)
+            and loaded[1] == "pending"
+            and loaded[0].generation <= claim.generation
+        )
+        settled = OutboxItem(
+            item.announcement,
+            item.channel,
+            item.attempts + 1,
+            item.created_at,
+            retry_at,
+            error[:1000] if error else None,
+            claim.generation + 1,
+        )
+        if still_ours:
+            self._put(f"outbox/{ident}.json", _item_to_dict(settled, state), f"settle {item.key}")
+        # Claims of this and any generations taken over are spent; once the entry
+        # names a later generation, a run that recreates one re-reads and backs off.
+        for generation in range(item.generation, claim.generation + 1):
+            self._delete(f"claims/{ident}.{generation}", f"remove the claim on {item.key}")
+        if state != "pending" and still_ours:
+            self._delete(f"pending/{ident}", f"clear the marker of {item.key}")
+        return still_ours
+
+
+def _record_key(target: Target) -> str:
+    return f"targets/{target.cluster_id}/{target.component}.json"
+
+
+def _ident(item: OutboxItem) -> str:
+    """An object-name-safe id for one announcement and channel."""
+    return hashlib.sha256(item.key.encode()).hexdigest()[:40]
+
+
+def _item_to_dict(item: OutboxItem, state: str) -> dict[str, Any]:
+    return {
+        "v": FORMAT_VERSION,
+        "announcement": announcement_to_dict(item.announcement),
+        "channel": item.channel,
+        "state": state,
+        "attempts": item.attempts,
+        "created_at": iso(item.created_at),
+        "next_attempt_at": iso(item.next_attempt_at),
+        "last_error": item.last_error,
+        "generation": item.generation,
+    }
+
+
+def _item_from_dict(data: Any) -> tuple[OutboxItem, str]:
+    data = check_version(data, "the outbox entry")
+    created_at = from_iso(data["created_at"])
+    if created_at is None:
+        raise ValueError("the outbox entry has no creation time")
+    item = OutboxItem(
+        announcement_from_dict(data["announcement"]),
+        str(data["channel"]),
+        int(data["attempts"]),
+        created_at,
+        from_iso(data["next_attempt_at"]),
+        data["last_error"],
+        int(data["generation"]),
+    )
+    return item, str(data["state"])
+
+
+def _lease_of(text: bytes | None) -> tuple[str, datetime] | None:
+    """(owner, expiry) of a claim object; None when gone or unreadable."""
+    if text is None:
+        return None
+    try:
+        data = check_version(json.loads(text), "the claim")
+        expires_at = from_iso(data["expires_at"])
+        if expires_at is None:
+            return None
+        return str(data["owner"]), expires_at
+    except (ValueError, KeyError, TypeError):
+        return None
