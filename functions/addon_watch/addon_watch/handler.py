@@ -14,6 +14,7 @@ from .ack import AckClient
 from .config import Settings, load_settings
 from .credentials import Credentials, resolve_credentials
 from .errors import AddonWatchError, EventError
+from .fetch import fetch_deadline
 from .notify import DingTalkNotifier, Notifier, SlackNotifier
 from .redaction import REDACTOR, install_log_redaction
 from .render import Renderer
@@ -67,17 +68,19 @@ def build_notifiers(settings: Settings, session: requests.Session) -> dict[str, 
     return notifiers
 
 
-def check(settings: Settings, trigger: str, session: requests.Session | None = None) -> Summary:
+def check(
+    settings: Settings,
+    trigger: str,
+    session: requests.Session | None = None,
+    deadline: float | None = None,
+) -> Summary:
     """Run one check with real clients built from the settings."""
     session = session or requests.Session()
-    cached: list[Credentials] = []
 
     def credentials() -> Credentials:
-        # Resolved once per invocation, on first use: a run with nothing to ask
-        # never loads the credentials chain.
-        if not cached:
-            cached.append(resolve_credentials(settings.access_key))
-        return cached[0]
+        # Resolved on first use: a run with nothing to ask never loads the credentials
+        # chain; the chain caches its answer until shortly before it expires.
+        return resolve_credentials(settings.access_key)
 
     if settings.running_in_fc and str(settings.state_path).startswith("/tmp/"):
         logger.warning(
@@ -90,12 +93,20 @@ def check(settings: Settings, trigger: str, session: requests.Session | None = N
     try:
         return run_check(
             targets=settings.targets,
-            client=AckClient(settings.ack_endpoint, credentials, session),
+            client=AckClient(
+                settings.ack_endpoint,
+                credentials,
+                session,
+                region=settings.region,
+                concurrency=settings.ack_concurrency,
+                deadline=deadline,
+            ),
             store=store,
             notifiers=build_notifiers(settings, session),
             renderer=Renderer(settings.templates_dir, settings.notify_timezone),
             languages={channel: settings.language_for(channel) for channel in settings.channels},
             trigger=trigger,
+            exclude=settings.exclude,
         )
     finally:
         store.close()
@@ -113,7 +124,7 @@ def handle(
 
     Args:
         event: the FC event: bytes of JSON for a timer trigger; empty for a manual run.
-        context: the FC context (unused: credentials come from the environment).
+        context: the FC context; its remaining time bounds the retries of ACK calls.
         environ: the settings' source; the process environment when omitted.
 
     Returns:
@@ -139,7 +150,7 @@ def handle(
                 "isBase64Encoded": False,
             }
         settings = load_settings(environ)
-        summary = check(settings, trigger).as_dict()
+        summary = check(settings, trigger, deadline=fetch_deadline(context, started)).as_dict()
     except AddonWatchError as exc:
         error = REDACTOR.scrub(str(exc))
         _log_summary(

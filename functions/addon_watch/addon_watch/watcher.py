@@ -10,7 +10,9 @@ from typing import Any
 
 from .ack import AckClient
 from .detect import observe
-from .errors import AckApiError, DeliveryError, TemplateError
+from .errors import DeliveryError, TemplateError
+from .fetch import fetch_statuses
+from .model import Target
 from .notify import Notifier
 from .redaction import REDACTOR
 from .render import PAYLOAD_BUILDERS, Renderer
@@ -43,38 +45,36 @@ class Summary:
 
 def run_check(
     *,
-    targets: tuple[Any, ...],
+    targets: tuple[Target, ...],
     client: AckClient,
     store: Store,
     notifiers: Mapping[str, Notifier],
     renderer: Renderer,
     languages: Mapping[str, str],
     trigger: str,
+    exclude: tuple[Target, ...] = (),
 ) -> Summary:
     """Check every target once and deliver what is owed.
 
     Args:
-        targets: the addons to ask about.
+        targets: the addons to ask about; patterns are expanded.
         client: the ACK API client.
         store: where records and the outbox live.
         notifiers: the configured channels, by name.
         renderer: turns announcements into messages.
         languages: the message language for each channel.
         trigger: what started the check, for the summary.
+        exclude: patterns of addons never to ask about.
 
     Returns:
         The summary of the check.
     """
     started = time.monotonic()
-    summary = Summary(trigger=trigger, targets=len(targets))
+    fetched = fetch_statuses(client, targets, exclude)
+    summary = Summary(trigger=trigger, targets=fetched.targets, errors=fetched.errors)
 
-    for target in targets:
-        try:
-            status = client.describe_addon_upgrade_status(target)
-        except AckApiError as exc:
-            logger.error("%s", exc)
-            summary.errors.append(str(exc))
-            continue
+    for status in fetched.statuses:
+        target = status.target
         summary.checked += 1
         if status.task is not None and not status.task.status_known:
             logger.warning(
