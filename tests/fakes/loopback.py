@@ -22,6 +22,11 @@ class Request:
         self.body = body
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) drops connections when many clients start at once.
+    request_queue_size = 128
+
+
 class LoopbackServer:
     """Start with ``with``; subclasses answer in ``respond``."""
 
@@ -30,6 +35,9 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, the body waits
+            # for the client's delayed ACK (40 ms on Linux) on every kept-alive request.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -47,7 +55,7 @@ class LoopbackServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
