@@ -10,8 +10,8 @@ import pytest
 # Set before anything imports alibabacloud-credentials, which reads it at import time.
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 
-from tests.fakes.ack_simulator import AckSimulator  # noqa: E402
-from tests.fakes.webhooks import WebhookReceiver  # noqa: E402
+from tests.fakes.ack_simulator import AckSimulator
+from tests.fakes.webhooks import WebhookReceiver
 
 
 @pytest.fixture

@@ -23,10 +23,15 @@ def test_signer_official_vector_reproduces() -> None:
         "x-acs-signature-nonce": "3156853299f313e23d1673dc12e1703d",
         "x-acs-content-sha256": EMPTY,
     }
-    query = {"ImageId": "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd", "RegionId": "cn-shanghai"}
+    query = {
+        "ImageId": "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+        "RegionId": "cn-shanghai",
+    }
 
     request, _ = signer.canonical_request("POST", "/", query, headers, EMPTY)
-    value = signer.authorization("POST", "/", query, headers, "YourAccessKeyId", "YourAccessKeySecret")
+    value = signer.authorization(
+        "POST", "/", query, headers, "YourAccessKeyId", "YourAccessKeySecret"
+    )
 
     assert hashlib.sha256(request.encode()).hexdigest() == (
         "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
@@ -39,7 +44,9 @@ def test_signer_official_vector_reproduces() -> None:
 
 
 CASES = [
-    pytest.param("GET", "/clusters/c123/components/metrics-server/upgradestatus", {}, None, b"", id="single"),
+    pytest.param(
+        "GET", "/clusters/c123/components/metrics-server/upgradestatus", {}, None, b"", id="single"
+    ),
     pytest.param(
         "GET",
         "/clusters/c123/components/upgradestatus",
