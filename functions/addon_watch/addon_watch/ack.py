@@ -150,8 +150,7 @@ def _no_entries(what: str, body: dict[str, Any]) -> dict[str, AddonStatus]:
 def parse_addon_instances(cluster_id: str, body: object) -> list[str]:
     """Names of the addons a ``ListClusterAddonInstances`` answer lists."""
     addons = body.get("addons", ()) if isinstance(body, dict) else body
-    if addons is None:
-        return []
+    addons = [] if addons is None else addons
     if not isinstance(addons, list):
         raise AckMalformedError(
             f"addons of cluster {cluster_id}: expected an object with an 'addons' list, "
@@ -170,8 +169,7 @@ def parse_addon_instances(cluster_id: str, body: object) -> list[str]:
 def parse_clusters_page(body: object) -> tuple[list[tuple[str, str]], int | None]:
     """(cluster id, state) pairs of one ``DescribeClustersV1`` page, and the total count."""
     clusters = body.get("clusters", ()) if isinstance(body, dict) else body
-    if clusters is None:
-        clusters = []
+    clusters = [] if clusters is None else clusters
     if not isinstance(body, dict) or not isinstance(clusters, list):
         raise AckMalformedError(
             f"listing clusters: expected an object with a 'clusters' list, got {_shape(body)}"
