@@ -7,9 +7,9 @@ SHARED := ../shared
 SRC := functions/addon_watch
 
 # Tests and the demo never ask a metadata service for credentials.
-pytest demo: export ALIBABA_CLOUD_ECS_METADATA_DISABLED := true
+pytest demo bench: export ALIBABA_CLOUD_ECS_METADATA_DISABLED := true
 
-.PHONY: install test lint typecheck pytest demo run fmt check-template clean
+.PHONY: install test lint typecheck pytest demo bench run fmt check-template clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ pytest: install
 
 demo: install
 	PYTHONPATH=$(SRC):. $(PY) -m tests.demo
+
+# One tick at scale against a local ACK simulator, beside the official SDK; prints figures.
+bench: install
+	PYTHONPATH=$(SRC):. $(PY) -m bench.run
 
 # One real check against the real ACK API with this shell's environment.
 run: install

@@ -10,6 +10,7 @@ import responses
 
 from addon_watch.ack import (
     AckClient,
+    CallGate,
     RetryPolicy,
     parse_addon_instances,
     parse_addons_upgrade_status,
@@ -328,7 +329,7 @@ def test_call_timeout_is_cut_to_the_time_left(api: responses.RequestsMock, clock
 
 @pytest.mark.parametrize(
     ("retry", "retry_after", "longest"),
-    [(1, None, 0.2), (2, None, 0.4), (3, None, 0.8), (8, None, 5.0), (1, 2.0, 2.2), (5, 0.5, 0.7)],
+    [(1, None, 0.2), (2, None, 0.4), (3, None, 0.8), (8, None, 5.0), (1, 2.0, 2.2), (5, 0.5, 3.7)],
 )
 def test_retry_delay_is_exponential_with_full_jitter_capped(
     retry: int, retry_after: float | None, longest: float
@@ -350,6 +351,41 @@ def test_error_messages_never_contain_the_secret(api: responses.RequestsMock, cl
 
     assert SECRET not in str(caught.value)
     assert "Authorization" not in str(caught.value)
+
+
+def test_gate_halves_once_for_a_burst_of_throttled_answers_and_regrows_on_successes() -> None:
+    gate = CallGate(8)
+    sent = [gate.enter(None) for _ in range(8)]
+
+    for round_sent in sent[:4]:
+        gate.leave(round_sent, throttled=True, succeeded=False)  # type: ignore[arg-type]
+    halved = gate.limit
+    for round_sent in sent[4:]:
+        gate.leave(round_sent, throttled=False, succeeded=True)  # type: ignore[arg-type]
+
+    assert sent == [0] * 8
+    assert halved == 4
+    assert gate.limit == 5
+
+
+def test_gate_full_until_the_timeout_admits_nothing() -> None:
+    gate = CallGate(1)
+    first = gate.enter(None)
+
+    assert first == 0
+    assert gate.enter(0.01) is None
+
+
+def test_throttled_answer_lowers_the_calls_in_flight(
+    api: responses.RequestsMock, clock: Clock
+) -> None:
+    api.get(BATCH_URL, status=400, json=error_body("Throttling.User"))
+    api.get(BATCH_URL, json={"a": ENTRY})
+    client = make_client(clock, concurrency=6)
+
+    client.describe_addons_upgrade_status(CLUSTER, ["a"])
+
+    assert client._gate.limit == 3
 
 
 # --- discovery ------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from addon_watch.ack import AckClient
+from addon_watch.ack import AckClient, RetryPolicy
 from addon_watch.config import parse_exclude, parse_targets
 from addon_watch.credentials import Credentials
 from addon_watch.fetch import Fetched, fetch_statuses
@@ -227,6 +227,25 @@ def test_calls_in_flight_never_exceed_the_concurrency(simulator: AckSimulator) -
 
     assert len(fetched.statuses) == 12
     assert simulator.peak_in_flight <= 3
+
+
+def test_api_that_throttles_beyond_two_in_flight_is_met_by_fewer_calls_at_once(
+    simulator: AckSimulator,
+) -> None:
+    simulator.latency = 0.02
+    simulator.max_in_flight = 2
+    simulator.throttle_retry_after_ms = 10
+    simulator.populate(12, 1)
+    creds = Credentials(simulator.access_key_id, Secret(simulator.access_key_secret))
+    client = AckClient(
+        simulator.endpoint, lambda: creds, concurrency=8, retry=RetryPolicy(attempts=10)
+    )
+
+    fetched = fetch_statuses(client, parse_targets("*/addon-00"))
+
+    assert fetched.errors == []
+    assert len(fetched.statuses) == 12
+    assert client._gate.limit < 8
 
 
 class _BrokenClient(AckClient):

@@ -212,10 +212,47 @@ class RetryPolicy:
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first)."""
-        if retry_after is not None:
-            # What the API asked for, plus a little spread so that workers do not return at once.
-            return retry_after + uniform(0.0, self.base_delay)
-        return uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
+        spread = uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
+        # After what the API asked for, the spread keeps the workers from returning at once.
+        return spread if retry_after is None else retry_after + spread
+
+
+class CallGate:
+    """Admits at most ``limit`` calls at once; throttling halves the limit, successes regrow it.
+
+    One halving per round of calls: answers to calls sent before the last
+    halving do not halve it again, so a burst of throttled answers costs one step.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.ceiling = self.limit = limit
+        self._in_flight = 0
+        self._round = 0
+        self._successes = 0
+        self._changed = threading.Condition()
+
+    def enter(self, timeout: float | None) -> int | None:
+        """Wait for a free place (None when ``timeout`` runs out); the round the call is in."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._in_flight < self.limit, timeout):
+                return None
+            self._in_flight += 1
+            return self._round
+
+    def leave(self, round_sent: int, *, throttled: bool, succeeded: bool) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            if throttled and round_sent == self._round:
+                self._round += 1
+                self._successes = 0
+                self.limit = max(1, self.limit // 2)
+                logger.info("ACK throttles: at most %d call(s) in flight from now", self.limit)
+            elif succeeded:
+                self._successes += 1
+                if self._successes >= self.limit and self.limit < self.ceiling:
+                    self._successes = 0
+                    self.limit += 1
+            self._changed.notify_all()
 
 
 class AckClient:
@@ -227,7 +264,7 @@ class AckClient:
         session: the session to send with; a pool sized for ``concurrency`` is
             mounted on it for the endpoint only.
         region: passed to cluster discovery, which lists only this region.
-        concurrency: how many calls a caller may have in flight.
+        concurrency: how many calls may be in flight; fewer while the API throttles.
         deadline: ``time.monotonic()`` value after which no call is started or retried.
         retry: the retry policy for transient failures.
     """
@@ -263,6 +300,7 @@ class AckClient:
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
+        self._gate = CallGate(concurrency)
         self.calls = 0
 
     def describe_addon_upgrade_status(self, target: Target) -> AddonStatus:
@@ -348,7 +386,7 @@ class AckClient:
                     "raise the function's timeout or lower the number of targets"
                 )
             try:
-                return self._send(action, path, query, what, left)
+                return self._send(action, path, query, what)
             except AckTransientError as exc:
                 wait = policy.delay(attempt, exc.retry_after)
                 left = self._time_left()
@@ -365,11 +403,55 @@ class AckClient:
                 logger.info("%s: %s; asking again in %.2f s", what, exc.code or "transient", wait)
                 self._sleep(wait)
 
-    def _send(
-        self, action: str, path: str, query: Mapping[str, str], what: str, left: float | None
-    ) -> Any:
+    def _send(self, action: str, path: str, query: Mapping[str, str], what: str) -> Any:
+        """One request, once there is a place for it under the gate."""
+        least = self._retry.min_attempt_time
+        left = self._time_left()
+        round_sent = self._gate.enter(None if left is None else max(0.0, left - least))
+        if round_sent is None:
+            raise AckTransientError(
+                f"{what}: {action} not sent: the invocation ran out of time while "
+                "other calls were in flight; raise the function's timeout or ACK_CONCURRENCY"
+            )
+        throttled = succeeded = False
+        try:
+            left = self._time_left()
+            if left is not None and left < least:
+                raise AckTransientError(
+                    f"{what}: {action} not sent: the invocation has {max(left, 0):.1f} s left"
+                )
+            timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
+            if left is not None:
+                timeout = (min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left))
+            try:
+                response = self._session.get(
+                    self._url(path, query),
+                    headers=self._signed_headers(action, path, query),
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                raise _transport_error(exc, action, what, self._host, timeout[1]) from None
+            finally:
+                with self._lock:
+                    self.calls += 1
+            body = _read(response, action, what)
+            succeeded = True
+            return body
+        except AckTransientError as exc:
+            throttled = exc.http_status == 429 or (exc.code or "").startswith("Throttling")
+            raise
+        finally:
+            self._gate.leave(round_sent, throttled=throttled, succeeded=succeeded)
+
+    def _url(self, path: str, query: Mapping[str, str]) -> str:
+        # The query is sent exactly as it was signed, not re-encoded by requests.
+        return f"{self._endpoint}{path}" + (f"?{canonical_query(query)}" if query else "")
+
+    def _signed_headers(self, action: str, path: str, query: Mapping[str, str]) -> dict[str, str]:
         creds = self._credentials()
         full_path = self._base_path + path
+        logger.debug("GET %s%s", self._host, full_path)
         headers = signed_headers(
             "GET",
             self._host,
@@ -382,21 +464,7 @@ class AckClient:
             security_token=creds.security_token.reveal() if creds.security_token else None,
         )
         headers["accept"] = "application/json"
-        # The query is sent exactly as it was signed, not re-encoded by requests.
-        url = f"{self._endpoint}{path}" + (f"?{canonical_query(query)}" if query else "")
-        timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
-        if left is not None:
-            timeout = (min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left))
-        logger.debug("GET %s%s", self._host, full_path)
-        with self._lock:
-            self.calls += 1
-        try:
-            response = self._session.get(
-                url, headers=headers, timeout=timeout, allow_redirects=False
-            )
-        except requests.RequestException as exc:
-            raise _transport_error(exc, action, what, self._host, timeout[1]) from None
-        return _read(response, action, what)
+        return headers
 
 
 def _transport_error(
