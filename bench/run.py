@@ -40,25 +40,26 @@ def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES target"
 
 
-def child_env() -> dict[str, str]:
-    """The environment of a child interpreter: this one's, with the package importable."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE), str(ROOT)])
-    return env
+def run_python(
+    arguments: list[str], stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter like this one, with the package importable."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SOURCE), str(ROOT)])}
+    return subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def run_ticks(settings: dict[str, str]) -> dict[str, Any]:
     """Three handler ticks in a fresh interpreter (see ``bench.tick``)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.tick"],
-        input=json.dumps(settings),
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
+    done = run_python(["-m", "bench.tick"], stdin=json.dumps(settings), timeout=300)
     if done.returncode != 0:
         raise SystemExit(f"the tick process failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
@@ -183,15 +184,8 @@ def import_seconds(module: str) -> float:
         "import time; started = time.perf_counter(); "
         f"import {module}; print(time.perf_counter() - started)"
     )
-    done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=ROOT,
-        timeout=60,
-        check=True,
-    )
+    done = run_python(["-c", code], timeout=60)
+    done.check_returncode()
     return float(done.stdout.strip())
 
 

@@ -86,6 +86,12 @@ def error_body(code: str, request_id: str = "REQ-1") -> dict[str, str]:
     return {"code": code, "message": f"{code} happened", "requestId": request_id}
 
 
+def throttle(api: responses.RequestsMock, retry_after_ms: str) -> None:
+    """The next batch call is throttled, asking for a wait."""
+    headers = {"x-acs-retry-after": retry_after_ms}
+    api.get(BATCH_URL, status=400, json=error_body("Throttling.User"), headers=headers)
+
+
 # --- the batch call -------------------------------------------------------
 
 
@@ -261,12 +267,7 @@ def test_transient_failure_once_is_asked_again_and_succeeds(
 def test_retry_waits_what_x_acs_retry_after_asks_in_milliseconds(
     api: responses.RequestsMock, clock: Clock
 ) -> None:
-    api.get(
-        BATCH_URL,
-        status=400,
-        json=error_body("Throttling.User"),
-        headers={"x-acs-retry-after": "1500"},
-    )
+    throttle(api, retry_after_ms="1500")
     api.get(BATCH_URL, json={"metrics-server": ENTRY})
 
     make_client(clock).describe_addons_upgrade_status(CLUSTER, ["metrics-server"])
@@ -296,12 +297,7 @@ def test_transient_failure_every_time_gives_up_after_the_attempts_with_the_last_
 def test_retry_after_longer_than_the_time_left_gives_up_without_waiting(
     api: responses.RequestsMock, clock: Clock
 ) -> None:
-    api.get(
-        BATCH_URL,
-        status=400,
-        json=error_body("Throttling.User"),
-        headers={"x-acs-retry-after": "5000"},
-    )
+    throttle(api, retry_after_ms="5000")
 
     with pytest.raises(AckTransientError) as caught:
         make_client(clock, deadline=clock.now + 3).describe_addons_upgrade_status(CLUSTER, ["a"])

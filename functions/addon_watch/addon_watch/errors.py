@@ -39,26 +39,9 @@ class CredentialsError(AddonWatchError):
 
 
 class AckApiError(AddonWatchError):
-    """The ACK OpenAPI returned an error, or an answer that cannot be parsed."""
+    """The ACK OpenAPI returned an error, or an answer that cannot be parsed.
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        http_status: int | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
-        self.request_id = request_id
-
-
-class AckTransientError(AckApiError):
-    """Throttled, a 5xx, a timeout or a dropped connection: the same call may succeed later.
-
-    ``retry_after`` is the wait in seconds the API asked for, when it asked.
+    ``retry_after`` is the wait in seconds the API asked for (when throttling), if it asked.
     """
 
     def __init__(
@@ -70,8 +53,15 @@ class AckTransientError(AckApiError):
         request_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, code=code, http_status=http_status, request_id=request_id)
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+        self.request_id = request_id
         self.retry_after = retry_after
+
+
+class AckTransientError(AckApiError):
+    """Throttled, a 5xx, a timeout or a dropped connection: the same call may succeed later."""
 
 
 class AckPermanentError(AckApiError):
