@@ -14,6 +14,7 @@ import pytest
 from addon_watch.ack import AckClient, RetryPolicy
 from addon_watch.config import parse_exclude, parse_targets
 from addon_watch.credentials import Credentials
+from addon_watch.errors import CredentialsError
 from addon_watch.fetch import Fetched, fetch_statuses
 from addon_watch.handler import handle
 from addon_watch.redaction import Secret
@@ -269,6 +270,22 @@ def test_unexpected_failure_in_one_cluster_costs_only_that_cluster(
 
     assert keys(fetched) == [f"{c1}/addon-00"]
     assert fetched.errors == ["cluster cbroken: unexpected KeyError: 'surprise'"]
+
+
+def test_missing_credentials_stop_the_tick_instead_of_failing_each_cluster(
+    simulator: AckSimulator,
+) -> None:
+    ids = simulator.populate(3, 1)
+
+    def no_credentials() -> Credentials:
+        raise CredentialsError("no Alibaba Cloud credentials found")
+
+    client = AckClient(simulator.endpoint, no_credentials, concurrency=3)
+    with pytest.raises(CredentialsError):
+        fetch_statuses(client, parse_targets(",".join(f"{c}/addon-00" for c in ids)))
+
+    assert simulator.calls == []
+    assert client.calls == 0
 
 
 def test_handler_tick_with_wildcards_reports_each_failure_once_in_the_summary(

@@ -423,18 +423,15 @@ class AckClient:
             timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
             if left is not None:
                 timeout = (min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left))
+            headers = self._signed_headers(action, path, query)
+            with self._lock:
+                self.calls += 1
             try:
                 response = self._session.get(
-                    self._url(path, query),
-                    headers=self._signed_headers(action, path, query),
-                    timeout=timeout,
-                    allow_redirects=False,
+                    self._url(path, query), headers=headers, timeout=timeout, allow_redirects=False
                 )
             except requests.RequestException as exc:
                 raise _transport_error(exc, action, what, self._host, timeout[1]) from None
-            finally:
-                with self._lock:
-                    self.calls += 1
             body = _read(response, action, what)
             succeeded = True
             return body

@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 
 from .ack import AckClient
 from .config import ANY, Env, is_glob
-from .errors import AckApiError
+from .errors import AckApiError, AddonWatchError
 from .model import AddonStatus, Target
 from .redaction import REDACTOR
 
@@ -124,7 +124,7 @@ def fetch_statuses(
 
 
 def _fetch_cluster(client: AckClient, plan: _Plan, exclude: Sequence[Target]) -> Fetched:
-    """One cluster's statuses; any failure becomes one error message, never an exception."""
+    """One cluster's statuses; a failure of this cluster becomes one error message."""
     result = Fetched()
     cluster_id = plan.cluster_id
     try:
@@ -143,9 +143,11 @@ def _fetch_cluster(client: AckClient, plan: _Plan, exclude: Sequence[Target]) ->
     except AckApiError as exc:
         _fail(result, str(exc))
         return result
+    except AddonWatchError:
+        raise  # no credentials, say: every cluster would fail alike; the run stops
     except Exception as exc:
         # A bug or an answer shape nobody foresaw costs this cluster, not the tick.
-        logger.exception("asking cluster %s failed unexpectedly", cluster_id)
+        logger.debug("asking cluster %s failed unexpectedly", cluster_id, exc_info=True)
         _fail(result, f"cluster {cluster_id}: unexpected {type(exc).__name__}: {exc}")
         return result
 
