@@ -130,7 +130,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if network not in NETWORKS:
         raise ConfigError(
             f"{Env.ACK_NETWORK} is {get(Env.ACK_NETWORK)!r}; expected 'public' or 'vpc' "
-            "(the endpoint reachable from inside the region's VPC)"
+            "('vpc' calls cs-vpc.{region}.aliyuncs.com, reachable from the region's VPCs)"
         )
     endpoint = get(Env.ACK_ENDPOINT)
     if endpoint:
