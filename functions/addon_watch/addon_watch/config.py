@@ -51,7 +51,7 @@ _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 ANY = "*"
 _GLOB_CHARS = frozenset("*?[")
 _COMPONENT_GLOB = re.compile(r"^[A-Za-z0-9._*?\[\]!-]{1,253}$")
-DEFAULT_ACK_CONCURRENCY = 16
+DEFAULT_ACK_CONCURRENCY = 20
 MAX_ACK_CONCURRENCY = 64
 NETWORKS = ("public", "vpc")
 
