@@ -321,6 +321,8 @@ class AckClient:
 
         A component the answer leaves out (not installed) is missing from the result.
         """
+        # NOTE: all of a cluster's components go in one query (about 30 bytes each); a
+        # cluster would need well over a hundred addons for the URL to grow long.
         path = f"/clusters/{quote(cluster_id, safe='')}/components/upgradestatus"
         query = {"componentIds": json.dumps(list(components), separators=(",", ":"))}
         body = self._get(
