@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 SHARED := ../shared
 SRC := functions/addon_watch
 
-# Tests, the demo and the measurement never ask a metadata service for credentials.
-pytest demo measure: export ALIBABA_CLOUD_ECS_METADATA_DISABLED := true
+# Tests, the demo and the measurements never ask a metadata service for credentials.
+pytest demo measure bench: export ALIBABA_CLOUD_ECS_METADATA_DISABLED := true
 
-.PHONY: install test lint typecheck pytest demo run fmt check-template clean
+.PHONY: install test lint typecheck pytest demo bench run fmt check-template clean
 .PHONY: package measure ram-policy deploy invoke remove
 
 install: $(STAMP)
@@ -34,6 +34,10 @@ pytest: install
 
 demo: install
 	PYTHONPATH=$(SRC):. $(PY) -m tests.demo
+
+# One tick at scale against a local ACK simulator, beside the official SDK; prints figures.
+bench: install
+	PYTHONPATH=$(SRC):. $(PY) -m bench.run
 
 # One real check against the real ACK API with this shell's environment.
 run: install

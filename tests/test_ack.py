@@ -204,5 +204,6 @@ def test_client_connection_error_names_host_not_secret() -> None:
     with pytest.raises(AckApiError) as caught:
         client.describe_addon_upgrade_status(CCM)
 
-    assert "could not reach cs.cn-hangzhou.aliyuncs.com (ConnectionError)" in str(caught.value)
+    assert "the connection to cs.cn-hangzhou.aliyuncs.com failed" in str(caught.value)
+    assert "(ConnectionError)" in str(caught.value)
     assert "ExampleSecret" not in str(caught.value)

@@ -144,7 +144,7 @@ def test_handler_api_error_for_one_cluster_spares_the_others(
     assert (summary["targets"], summary["checked"]) == (3, 2)
     assert len(summary["errors"]) == 1
     assert "ErrorClusterNotFound" in summary["errors"][0]
-    assert "cdeadbeef000000/metrics-server" in summary["errors"][0]
+    assert "cdeadbeef000000" in summary["errors"][0]
 
 
 def test_handler_logs_one_summary_line_without_secrets(

@@ -51,6 +51,10 @@ class Env:
     ALLOW_EPHEMERAL_STATE = "ALLOW_EPHEMERAL_STATE"
     DELIVERY_MAX_AGE = "DELIVERY_MAX_AGE"
     DELIVERY_LEASE = "DELIVERY_LEASE"
+    # ACK client at scale: wildcard targets, exclusions, parallel calls, network.
+    WATCH_EXCLUDE = "WATCH_EXCLUDE"
+    ACK_CONCURRENCY = "ACK_CONCURRENCY"
+    ACK_NETWORK = "ACK_NETWORK"
     # Notifiers: DingTalk mentions and keyword, and the routing file.
     DINGTALK_AT_MOBILES = "DINGTALK_AT_MOBILES"
     DINGTALK_AT_USER_IDS = "DINGTALK_AT_USER_IDS"
@@ -70,6 +74,13 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 DEFAULT_DELIVERY_MAX_AGE = timedelta(hours=24)
 DEFAULT_DELIVERY_LEASE = timedelta(minutes=10)
+# A target's cluster may be "*" (every cluster) and its component a glob ("*", "nginx-*").
+ANY = "*"
+_GLOB_CHARS = frozenset("*?[")
+_COMPONENT_GLOB = re.compile(r"^[A-Za-z0-9._*?\[\]!-]{1,253}$")
+DEFAULT_ACK_CONCURRENCY = 20
+MAX_ACK_CONCURRENCY = 64
+NETWORKS = ("public", "vpc")
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,8 @@ class Settings:
     allow_ephemeral_state: bool = False
     delivery_max_age: timedelta = DEFAULT_DELIVERY_MAX_AGE
     delivery_lease: timedelta = DEFAULT_DELIVERY_LEASE
+    exclude: tuple[Target, ...] = ()
+    ack_concurrency: int = DEFAULT_ACK_CONCURRENCY
     # Notifiers: DingTalk mentions and keyword, and the channels of the routing file.
     dingtalk_at_mobiles: tuple[str, ...] = ()
     dingtalk_at_user_ids: tuple[str, ...] = ()
@@ -173,13 +186,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"{Env.ACK_REGION} is {region!r}, which is not a region id; "
             "expected something like 'cn-hangzhou'"
         )
+    network = get(Env.ACK_NETWORK).lower() or NETWORKS[0]
+    if network not in NETWORKS:
+        raise ConfigError(
+            f"{Env.ACK_NETWORK} is {get(Env.ACK_NETWORK)!r}; expected 'public' or 'vpc' "
+            "('vpc' calls cs-vpc.{region}.aliyuncs.com, reachable from the region's VPCs)"
+        )
     endpoint = get(Env.ACK_ENDPOINT)
     if endpoint:
         endpoint = _parse_base_url(
             Env.ACK_ENDPOINT, endpoint, "https://cs-vpc.cn-hangzhou.aliyuncs.com"
         )
     elif region:
-        endpoint = f"https://cs.{region}.aliyuncs.com"
+        endpoint = f"https://{'cs-vpc' if network == 'vpc' else 'cs'}.{region}.aliyuncs.com"
     else:
         raise ConfigError(
             f"{Env.ACK_REGION} is not set (nor {Env.FC_REGION}); set it to the clusters' "
@@ -218,6 +237,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         delivery_lease=_parse_duration(
             Env.DELIVERY_LEASE, get(Env.DELIVERY_LEASE), DEFAULT_DELIVERY_LEASE
         ),
+        exclude=parse_exclude(get(Env.WATCH_EXCLUDE)),
+        ack_concurrency=_parse_concurrency(get(Env.ACK_CONCURRENCY)),
         **notifier_settings(env),
     )
     if not settings.channels:
@@ -233,27 +254,50 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def parse_targets(text: str) -> tuple[Target, ...]:
-    """``CLUSTER_ID/COMPONENT`` items separated by commas, duplicates dropped."""
+    """``CLUSTER_ID/COMPONENT`` items separated by commas, duplicates dropped.
+
+    ``CLUSTER_ID/*`` is every addon installed in the cluster, ``*`` every addon of
+    every cluster in the region; the component may be any glob (``nginx-*``).
+    """
     example = "e.g. 'c0123456789abcdef/metrics-server,c0123456789abcdef/nginx-ingress-controller'"
     if not text:
         raise ConfigError(
             f"{Env.WATCH_TARGETS} is not set; list CLUSTER_ID/COMPONENT pairs, {example}"
         )
+    targets = _parse_target_list(Env.WATCH_TARGETS, text, example)
+    if not targets:
+        raise ConfigError(f"{Env.WATCH_TARGETS} lists no target; {example}")
+    return targets
+
+
+def parse_exclude(text: str) -> tuple[Target, ...]:
+    """Targets never to ask about, in the syntax of ``WATCH_TARGETS``."""
+    return _parse_target_list(Env.WATCH_EXCLUDE, text, "e.g. '*/ack-node-problem-detector,c0123/*'")
+
+
+def is_glob(component: str) -> bool:
+    """Whether a target's component is a pattern rather than one addon's name."""
+    return not _GLOB_CHARS.isdisjoint(component)
+
+
+def _parse_target_list(name: str, text: str, example: str) -> tuple[Target, ...]:
     targets: list[Target] = []
     for item in (piece.strip() for piece in text.split(",")):
         if not item:
             continue
-        cluster_id, slash, component = item.partition("/")
-        if not slash or not _CLUSTER_ID.match(cluster_id) or not _COMPONENT.match(component):
+        cluster_id, slash, component = (ANY, "/", ANY) if item == ANY else item.partition("/")
+        cluster_ok = cluster_id == ANY or _CLUSTER_ID.match(cluster_id)
+        component_ok = _COMPONENT.match(component) or (
+            is_glob(component) and _COMPONENT_GLOB.match(component)
+        )
+        if not slash or not cluster_ok or not component_ok:
             raise ConfigError(
-                f"{Env.WATCH_TARGETS} has {item!r}, which is not CLUSTER_ID/COMPONENT "
-                f"(letters, digits, '-', '_' and '.' only); {example}"
+                f"{name} has {item!r}, which is not CLUSTER_ID/COMPONENT, CLUSTER_ID/* or * "
+                f"(letters, digits, '-', '_' and '.'; globs in the component); {example}"
             )
         target = Target(cluster_id, component)
         if target not in targets:
             targets.append(target)
-    if not targets:
-        raise ConfigError(f"{Env.WATCH_TARGETS} lists no target; {example}")
     return tuple(targets)
 
 
@@ -391,6 +435,17 @@ def _parse_base_url(name: str, value: str, example: str, allow_query: bool = Fal
     ):
         raise ConfigError(f"{name} is not a valid http(s) URL; expected something like {example}")
     return value.rstrip("/") if not allow_query else value
+
+
+def _parse_concurrency(value: str) -> int:
+    if not value:
+        return DEFAULT_ACK_CONCURRENCY
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_ACK_CONCURRENCY:
+        raise ConfigError(
+            f"{Env.ACK_CONCURRENCY} is {value!r}; expected a whole number of calls in flight "
+            f"from 1 to {MAX_ACK_CONCURRENCY} (default {DEFAULT_ACK_CONCURRENCY})"
+        )
+    return int(value)
 
 
 def _parse_language(value: str) -> str | None:

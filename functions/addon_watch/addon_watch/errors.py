@@ -7,6 +7,9 @@ Every error the package raises on purpose derives from ``AddonWatchError``::
     ├── EventError           the invocation event cannot be understood
     ├── CredentialsError     no usable Alibaba Cloud credentials
     ├── AckApiError          the ACK OpenAPI answered with an error or garbage
+    │   ├── AckTransientError    throttled, 5xx, timeout, reset: worth asking again
+    │   ├── AckPermanentError    refused for good: no such cluster, RAM denied, bad signature
+    │   └── AckMalformedError    an answer that is not the JSON expected (HTML, truncated)
     ├── StateStoreError      the state store cannot be read or written
     ├── TemplateError        a message template failed to load or render
     └── DeliveryError        a webhook did not accept a message
@@ -36,7 +39,10 @@ class CredentialsError(AddonWatchError):
 
 
 class AckApiError(AddonWatchError):
-    """The ACK OpenAPI returned an error, or an answer that cannot be parsed."""
+    """The ACK OpenAPI returned an error, or an answer that cannot be parsed.
+
+    ``retry_after`` is the wait in seconds the API asked for (when throttling), if it asked.
+    """
 
     def __init__(
         self,
@@ -45,11 +51,25 @@ class AckApiError(AddonWatchError):
         code: str | None = None,
         http_status: int | None = None,
         request_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.http_status = http_status
         self.request_id = request_id
+        self.retry_after = retry_after
+
+
+class AckTransientError(AckApiError):
+    """Throttled, a 5xx, a timeout or a dropped connection: the same call may succeed later."""
+
+
+class AckPermanentError(AckApiError):
+    """The API refused the call in a way asking again cannot fix (missing cluster, RAM, key)."""
+
+
+class AckMalformedError(AckApiError):
+    """The API (or a gateway before it) answered with something that is not the JSON expected."""
 
 
 class StateStoreError(AddonWatchError):

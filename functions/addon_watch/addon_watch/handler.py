@@ -12,11 +12,13 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from . import http_trigger
-from .config import Settings, load_settings
-from .errors import AddonWatchError, EventError
+from .config import ANY, Settings, load_settings, parse_targets
+from .errors import AddonWatchError, ConfigError, EventError
 from .model import Target
 from .redaction import REDACTOR, install_log_redaction
 
@@ -34,7 +36,6 @@ logger = logging.getLogger("addon_watch")
 SUMMARY_EVENT = "addon_watch.summary"
 # Stop starting work this long before the timeout (at most a quarter of it):
 # one ACK call may take its 5 s connect and 10 s read timeouts.
-DEADLINE_MARGIN = 20.0
 
 
 def parse_event(event: object) -> tuple[str, dict[str, Any]]:
@@ -81,11 +82,13 @@ def select_targets(
     example = '{"targets": ["c0123456789abcdef/metrics-server"]}'
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise EventError(f"{where}: 'targets' must be a non-empty list of strings, e.g. {example}")
-    known = {target.key: target for target in settings.targets}
     selected: list[Target] = []
     for name in names:
-        target = known.get(name.strip())
-        if target is None:
+        try:
+            (target,) = parse_targets(name)
+        except (ConfigError, ValueError):
+            target = None
+        if target is None or not _covered(target, settings.targets):
             raise EventError(
                 f"{where}: {name[:100]!r} is not one of the watched targets "
                 "(WATCH_TARGETS); a trigger may only narrow the watched set"
@@ -93,6 +96,15 @@ def select_targets(
         if target not in selected:
             selected.append(target)
     return tuple(selected)
+
+
+def _covered(target: Target, watched: tuple[Target, ...]) -> bool:
+    """Whether a watched pattern takes in ``target`` (itself a name or a pattern)."""
+    return any(
+        pattern.cluster_id in (ANY, target.cluster_id)
+        and fnmatchcase(target.component, pattern.component)
+        for pattern in watched
+    )
 
 
 def _options(data: object, accepted: tuple[str, ...], where: str) -> dict[str, Any]:
@@ -152,7 +164,14 @@ def check(
     try:
         return run_check(
             targets=targets or settings.targets,
-            client=AckClient(settings.ack_endpoint, credentials, session),
+            client=AckClient(
+                settings.ack_endpoint,
+                credentials,
+                session,
+                region=settings.region,
+                concurrency=settings.ack_concurrency,
+                deadline=deadline,
+            ),
             store=store,
             notifiers=build_notifiers(settings, session),
             renderer=Renderer(settings.templates_dir, settings.notify_timezone),
@@ -162,6 +181,7 @@ def check(
             trigger=trigger,
             dry_run=dry_run,
             deadline=deadline,
+            exclude=settings.exclude,
         )
     finally:
         store.close()
@@ -220,20 +240,14 @@ def invocation_deadline(context: object, settings: Settings, started: float) -> 
     The FC context's ``get_remaining_time_in_ms()`` is used when the runtime has
     it, else ``context.function.timeout`` (seconds), else ``FUNCTION_TIMEOUT``.
     """
-    remaining = getattr(context, "get_remaining_time_in_ms", None)
-    if callable(remaining):
-        try:
-            budget = float(remaining()) / 1000
-        except (TypeError, ValueError):
-            budget = None
-    else:
-        timeout = getattr(getattr(context, "function", None), "timeout", None)
-        budget = float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
-    if budget is None:
-        budget = settings.function_timeout
-    if budget is None:
-        return None
-    return started + budget - min(DEADLINE_MARGIN, budget / 4)
+    from .fetch import fetch_deadline
+
+    deadline = fetch_deadline(context, started)
+    if deadline is None and settings.function_timeout:
+        deadline = fetch_deadline(
+            SimpleNamespace(function=SimpleNamespace(timeout=settings.function_timeout)), started
+        )
+    return deadline
 
 
 def _log_summary(data: Mapping[str, Any], level: int = logging.INFO) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 
 from .ack import AckClient
 from .detect import observe
-from .errors import AckApiError, DeliveryError, TemplateError
-from .model import Announcement
+from .errors import DeliveryError, TemplateError
+from .fetch import fetch_statuses
+from .model import Announcement, Target
 from .notify import Notifier
 from .redaction import REDACTOR
 from .render import Renderer
@@ -90,7 +91,7 @@ def _utc_now() -> datetime:
 
 def run_check(
     *,
-    targets: tuple[Any, ...],
+    targets: tuple[Target, ...],
     client: AckClient,
     store: Store,
     notifiers: Mapping[str, Notifier],
@@ -102,11 +103,12 @@ def run_check(
     lease: timedelta = DEFAULT_LEASE,
     dry_run: bool = False,
     deadline: float | None = None,
+    exclude: tuple[Target, ...] = (),
 ) -> Summary:
     """Check every target once and deliver what is owed.
 
     Args:
-        targets: the addons to ask about.
+        targets: the addons to ask about; patterns are expanded.
         client: the ACK API client.
         store: where records and the outbox live.
         notifiers: the configured channels, by name.
@@ -121,6 +123,7 @@ def run_check(
         deadline: a ``time.monotonic()`` value after which no new target or
             delivery is started; what is left is counted as ``deferred``
             targets and ``pending`` messages, for the next tick.
+        exclude: patterns of addons never to ask about.
 
     Returns:
         The summary of the check.
@@ -130,22 +133,19 @@ def run_check(
             could not be recorded was sent, and the next check picks up from there.
     """
     started = time.monotonic()
-    summary = Summary(trigger=trigger, targets=len(targets), dry_run=dry_run)
+    if _past(deadline):
+        logger.warning("near the time limit: %d target(s) left for the next tick", len(targets))
+        return Summary(
+            trigger=trigger, targets=len(targets), deferred=len(targets), dry_run=dry_run
+        )
+    fetched = fetch_statuses(client, targets, exclude)
+    summary = Summary(
+        trigger=trigger, targets=fetched.targets, errors=fetched.errors, dry_run=dry_run
+    )
     found: list[Announcement] = []
 
-    for index, target in enumerate(targets):
-        if _past(deadline):
-            summary.deferred = len(targets) - index
-            logger.warning(
-                "near the time limit: %d target(s) left for the next tick", summary.deferred
-            )
-            break
-        try:
-            status = client.describe_addon_upgrade_status(target)
-        except AckApiError as exc:
-            logger.error("%s", exc)
-            summary.errors.append(str(exc))
-            continue
+    for status in fetched.statuses:
+        target = status.target
         summary.checked += 1
         if status.task is not None and not status.task.status_known:
             logger.warning(

@@ -1,0 +1,1 @@
+"""`make bench`: the ACK client against a local simulator, beside the official SDK. Not deployed."""
