@@ -59,7 +59,7 @@ def test_handler_announces_finished_upgrade_once_on_both_channels(
             "markdown": {
                 "title": "✅ 升级成功：metrics-server（c0123456789abcdef）",
                 "text": "### ✅ 升级成功：metrics-server\n\n"
-                "**集群**：c0123456789abcdef\n\n"
+                "**集群**：cluster-c0123456（c0123456789abcdef）\n\n"
                 "**组件**：metrics-server\n\n"
                 "**版本**：v0.3.9.7\n\n"
                 "**结果**：✅ 升级成功（Success）\n\n"

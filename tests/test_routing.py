@@ -237,3 +237,32 @@ def test_routing_end_to_end_each_robot_gets_what_its_filter_takes(
 
 def _order(robot: str) -> int:
     return 2 if robot.startswith("/services/") else 1 if robot == "platform-token" else 0
+
+
+def test_cluster_name_comes_from_one_listing_per_run(
+    tmp_path: Path, simulator: AckSimulator
+) -> None:
+    with WebhookReceiver() as hooks:
+        env = {
+            "WATCH_TARGETS": f"{CLUSTER}/metrics-server,{CLUSTER}/flexvolume",
+            "ACK_ENDPOINT": simulator.endpoint,
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": simulator.access_key_id,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": simulator.access_key_secret,
+            "SLACK_WEBHOOK_URL": hooks.slack_url,
+            "STATE_STORE": f"sqlite://{tmp_path / 'state.sqlite3'}",
+        }
+        for component in ("metrics-server", "flexvolume"):
+            simulator.add_addon(CLUSTER, component, "v1")
+            simulator.start_task(CLUSTER, component, stamp(3))
+        handle(b"", None, environ=env)
+        quiet = [call.action for call in simulator.calls]
+        simulator.finish_task(CLUSTER, "metrics-server", "Success", stamp(0))
+        simulator.finish_task(CLUSTER, "flexvolume", "Failed", stamp(0))
+
+        handle(b"", None, environ=env)
+
+        (payload,) = hooks.delivered("slack")
+    actions = [call.action for call in simulator.calls][len(quiet) :]
+    assert "DescribeClustersV1" not in quiet
+    assert actions.count("DescribeClustersV1") == 1
+    assert f"cluster-{CLUSTER[:8]}" in json.dumps(payload)

@@ -188,6 +188,18 @@ def parse_clusters_page(body: object) -> tuple[list[tuple[str, str]], int | None
         return found, None
 
 
+def cluster_names_of(body: object) -> dict[str, str]:
+    """``{cluster id: name}`` of one ``DescribeClustersV1`` page; nameless entries left out."""
+    clusters = body.get("clusters") if isinstance(body, dict) else None
+    names = {}
+    for item in clusters if isinstance(clusters, list) else ():
+        cluster_id = item.get("cluster_id") if isinstance(item, dict) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(cluster_id, str) and isinstance(name, str) and name:
+            names[cluster_id] = name
+    return names
+
+
 def _shape(body: object) -> str:
     if isinstance(body, dict):
         return "an object with keys " + (", ".join(sorted(str(k) for k in body)[:10]) or "none")
@@ -303,6 +315,9 @@ class AckClient:
         self._lock = threading.Lock()
         self._gate = CallGate(concurrency)
         self.calls = 0
+        # Cluster names seen by DescribeClustersV1, for messages.
+        self._names: dict[str, str] = {}
+        self._listed = False
 
     def describe_addon_upgrade_status(self, target: Target) -> AddonStatus:
         """``DescribeClusterAddonUpgradeStatus`` for one addon."""
@@ -357,6 +372,7 @@ class AckClient:
                 what=f"listing clusters (page {page})",
             )
             clusters, total = parse_clusters_page(body)
+            self._names.update(cluster_names_of(body))
             seen += len(clusters)
             for cluster_id, state in clusters:
                 if state in UNWATCHABLE_CLUSTER_STATES:
@@ -369,7 +385,14 @@ class AckClient:
                 seen >= total if total is not None else len(clusters) < CLUSTERS_PAGE_SIZE
             ):
                 break
+        self._listed = True
         return list(found)
+
+    def cluster_names(self) -> dict[str, str]:
+        """Each cluster's name by id: from this client's listing, made once if not yet."""
+        if not self._listed:
+            self.list_clusters()
+        return dict(self._names)
 
     # --- sending ---------------------------------------------------------
 

@@ -160,21 +160,25 @@ def check(
             "set STATE_STORE=oss://BUCKET/PREFIX for durable state",
             settings.state_path,
         )
+    client = AckClient(
+        settings.ack_endpoint,
+        credentials,
+        session,
+        region=settings.region,
+        concurrency=settings.ack_concurrency,
+        deadline=deadline,
+    )
     store = open_store(settings, credentials)
     try:
         return run_check(
             targets=targets or settings.targets,
-            client=AckClient(
-                settings.ack_endpoint,
-                credentials,
-                session,
-                region=settings.region,
-                concurrency=settings.ack_concurrency,
-                deadline=deadline,
-            ),
+            client=client,
             store=store,
             notifiers=build_notifiers(settings, session),
-            renderer=Renderer(settings.templates_dir, settings.notify_timezone),
+            # Cluster names are looked up only when a message is rendered, once a run.
+            renderer=Renderer(
+                settings.templates_dir, settings.notify_timezone, cluster_names=client.cluster_names
+            ),
             languages={channel: settings.language_for(channel) for channel in settings.channels},
             max_age=settings.delivery_max_age,
             lease=settings.delivery_lease,
