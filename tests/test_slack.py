@@ -216,3 +216,14 @@ def test_slack_25_outcomes_in_one_tick_are_one_message(
 
     assert len(webhooks.received) == 1 and summary.sent == 25
     check_limits(webhooks.delivered("slack")[0])
+
+
+def test_slack_cut_never_splits_an_escaped_character() -> None:
+    payload = slack_payload(Message("&amp;" * 100, "&amp;" * 1000, ("success",)))
+
+    check_limits(payload)
+    texts = [payload["blocks"][0]["text"]["text"]] + [
+        b["text"]["text"] for b in payload["attachments"][0]["blocks"]
+    ]
+    for text in texts:
+        assert text.rstrip("…").replace("&amp;", "") == ""

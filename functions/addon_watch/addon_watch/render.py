@@ -431,7 +431,13 @@ def slack_color(outcomes: Iterable[str]) -> str:
 
 
 def _limit(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else text[: _cut_point(text, limit - 1)] + "…"
+
+
+def _cut_point(text: str, at: int) -> int:
+    """``at``, or earlier so that no ``&amp;``-style entity is cut in half."""
+    entity = text.rfind("&", max(at - 5, 0), at)
+    return entity if entity >= 0 and ";" not in text[entity:at] else at
 
 
 def _sections(text: str) -> list[str]:
@@ -441,7 +447,7 @@ def _sections(text: str) -> list[str]:
         rest = paragraph
         while len(rest) > SLACK_SECTION_LIMIT:
             cut = rest.rfind("\n", 0, SLACK_SECTION_LIMIT)
-            cut = cut if cut > 0 else SLACK_SECTION_LIMIT
+            cut = cut if cut > 0 else _cut_point(rest, SLACK_SECTION_LIMIT)
             sections.append(rest[:cut])
             rest = rest[cut:].lstrip("\n")
         if not rest:
