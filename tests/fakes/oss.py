@@ -1,9 +1,11 @@
-"""An OSS bucket in memory, served through ``responses`` to the real ``oss2`` client.
+"""An OSS bucket in memory, served through ``responses`` to the real OSS SDK client.
 
 It answers PutObject (honouring ``x-oss-forbid-overwrite: true`` with 409
 ``FileAlreadyExists``), GetObject, DeleteObject and ListObjectsV2 for one
-bucket on a host name that cannot resolve (``*.invalid``); ``responses``
-refuses every other URL, so nothing leaves the process.
+bucket, addressed virtual-host style, on a host name that cannot resolve
+(``*.invalid``); ``responses`` refuses every other URL, so nothing leaves the
+process. Like OSS it dates every answer and gives the CRC-64 of what it stores,
+which the SDK checks against what it sent.
 """
 
 from __future__ import annotations
@@ -12,28 +14,40 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
+import requests
 import responses
 
 HOST = "oss-cn-hangzhou.fake.invalid"
 ENDPOINT = f"http://{HOST}"
 REGION = "cn-hangzhou"
+# The function's settings that point the OSS store at the fake.
+SETTINGS = {"ACK_REGION": REGION, "OSS_ENDPOINT": ENDPOINT}
+# A fault that drops the connection instead of answering.
+DROP = 0
 
 
 @dataclass
 class FakeOss:
-    """One bucket; ``faults`` answer the next requests with an error instead."""
+    """One bucket; ``faults`` answer the next requests with an error (or ``DROP`` them)."""
 
     bucket: str = "watch-state"
     objects: dict[str, tuple[bytes, float]] = field(default_factory=dict)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     faults: list[int] = field(default_factory=list)
     delay: float = 0.0
+    # The headers of every request, names in lower case, in order.
+    headers: list[dict[str, str]] = field(default_factory=list)
+    # Stores what PUTs send but answers with the CRC-64 of other bytes (damaged in transit).
+    damage_uploads: bool = False
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -42,6 +56,10 @@ class FakeOss:
         pattern = re.compile(rf"^http://{re.escape(self.bucket)}\.{re.escape(HOST)}/.*")
         for method in ("GET", "PUT", "DELETE", "HEAD"):
             rsps.add_callback(method, pattern, callback=self._serve)
+
+    def location(self, prefix: str) -> str:
+        """``STATE_STORE`` for ``prefix`` in this bucket."""
+        return f"oss://{self.bucket}/{prefix}"
 
     def keys(self, prefix: str = "") -> list[str]:
         with self._lock:
@@ -67,7 +85,9 @@ class FakeOss:
         status, answer_headers, body = self._answer(request.method, key, query, headers, request)
         with self._lock:
             self.requests.append((request.method, key, status))
-        return status, {"x-oss-request-id": uuid.uuid4().hex.upper(), **answer_headers}, body
+            self.headers.append(headers)
+        common = {"x-oss-request-id": uuid.uuid4().hex.upper(), "Date": formatdate(usegmt=True)}
+        return status, {**common, **answer_headers}, body
 
     def _answer(
         self, method: str, key: str, query: dict[str, str], headers: dict[str, str], request: Any
@@ -75,15 +95,15 @@ class FakeOss:
         if not headers.get("authorization", "").startswith("OSS4-HMAC-SHA256 Credential="):
             return _error(403, "AccessDenied", "the request is not signed with V4")
         with self._lock:
-            if self.faults:
-                return _error(self.faults.pop(0), "InternalError", "injected fault")
+            fault = self.faults.pop(0) if self.faults else None
+        if fault == DROP:
+            raise requests.ConnectionError("connection reset by the fake bucket")
+        if fault is not None:
+            return _error(fault, "InternalError", "injected fault")
         if method == "GET" and not key:
             return self._list(query)
         if method == "PUT":
-            body = request.body or b""
-            if hasattr(body, "read"):
-                body = body.read()
-            body = body.encode() if isinstance(body, str) else bytes(body)
+            body = _body(request.body)
             with self._lock:
                 if headers.get("x-oss-forbid-overwrite") == "true" and key in self.objects:
                     return _error(
@@ -92,7 +112,8 @@ class FakeOss:
                         "The object you specified already exists and can not be overwritten.",
                     )
                 self.objects[key] = (body, time.time())
-            return 200, {"ETag": f'"{uuid.uuid4().hex}"'}, b""
+            stored = body + b"!" if self.damage_uploads else body
+            return 200, {"ETag": f'"{uuid.uuid4().hex}"', **_crc_header(stored)}, b""
         if method == "DELETE":
             with self._lock:
                 self.objects.pop(key, None)
@@ -101,7 +122,8 @@ class FakeOss:
             found = self.objects.get(key)
         if found is None:
             return _error(404, "NoSuchKey", "The specified key does not exist.")
-        return 200, {"Content-Type": "application/json", "ETag": '"0"'}, found[0]
+        answer = {"Content-Type": "application/json", "ETag": '"0"', **_crc_header(found[0])}
+        return 200, answer, found[0]
 
     def _list(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         prefix = query.get("prefix", "")
@@ -132,6 +154,55 @@ class FakeOss:
             "</ListBucketResult>"
         )
         return 200, {"Content-Type": "application/xml"}, xml.encode()
+
+
+@contextmanager
+def serving(*passthru: str) -> Iterator[FakeOss]:
+    """A new bucket served by ``responses``; of other URLs only ``passthru`` (loopback) pass."""
+    fake = FakeOss()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake.install(rsps)
+        for url in passthru:
+            rsps.add_passthru(url)
+        yield fake
+
+
+def _body(sent: Any) -> bytes:
+    """The bytes of a request body: bytes, text, a file, or chunks streamed from a generator."""
+    if sent is None:
+        return b""
+    if hasattr(sent, "read"):
+        sent = sent.read()
+    if isinstance(sent, str):
+        return sent.encode()
+    if isinstance(sent, (bytes, bytearray)):
+        return bytes(sent)
+    return b"".join(chunk.encode() if isinstance(chunk, str) else chunk for chunk in sent)
+
+
+def _crc64_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0xC96C5795D7870F42 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC64_TABLE = _crc64_table()
+
+
+def crc64(data: bytes) -> int:
+    """CRC-64/XZ (ECMA-182 polynomial, reflected), as OSS sends in ``x-oss-hash-crc64ecma``."""
+    crc = 0xFFFFFFFFFFFFFFFF
+    for byte in data:
+        crc = _CRC64_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+def _crc_header(body: bytes) -> dict[str, str]:
+    return {"x-oss-hash-crc64ecma": str(crc64(body))}
 
 
 def _iso(moment: float) -> str:

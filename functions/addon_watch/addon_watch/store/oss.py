@@ -13,8 +13,8 @@ most once, so two runs that see the same change enqueue it once, and a claim
 object is created by exactly one run. A claim left by a run that died is
 taken over, once its lease has passed, by creating the next generation's claim.
 
-``oss2`` is imported only when this store is opened: it is preinstalled on the
-python3.10 runtime, and a run on SQLite never pays for its import.
+The official SDK, ``alibabacloud-oss-v2``, is imported only when this store is
+opened, so a run on SQLite never pays for its import.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import requests
+
 from ..credentials import Credentials
 from ..detect import TargetRecord
-from ..errors import StateStoreError
+from ..errors import AddonWatchError, StateStoreError
 from ..model import Announcement, Target
+from ..redaction import REDACTOR
 from .base import (
     DEFAULT_MAX_AGE,
     FORMAT_VERSION,
@@ -48,34 +51,50 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
+# Seconds to connect, and to wait for each answer: the objects are small.
 CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 10
+# A request that failed before OSS answered is tried this many times in all.
+ATTEMPTS = 3
 # A run gives up walking past expired claims after this many generations.
 _MAX_TAKEOVERS = 20
 
 
-class _CredentialsProvider:
-    """Feeds ``oss2`` the credentials of the invocation, resolved on first use."""
+def _sdk_credentials(credentials: Callable[[], Credentials]) -> Callable[[], Any]:
+    """The SDK's credentials of the invocation, resolved on first use (STS token included)."""
 
-    def __init__(self, credentials: Callable[[], Credentials]) -> None:
-        self._credentials = credentials
+    def get() -> Any:
+        from alibabacloud_oss_v2 import Credentials as SdkCredentials
 
-    def get_credentials(self) -> Any:
-        import oss2
+        found = credentials()
+        token = found.security_token.reveal() if found.security_token else None
+        return SdkCredentials(found.access_key_id, found.access_key_secret.reveal(), token)
 
-        found = self._credentials()
-        token = found.security_token.reveal() if found.security_token else ""
-        return oss2.credentials.Credentials(
-            found.access_key_id, found.access_key_secret.reveal(), token
-        )
+    return get
+
+
+class _TransportFailures:
+    """Retry what failed before OSS answered; an answer from OSS itself fails the run.
+
+    A create retried after its answer was lost finds its own object (409), which
+    the callers treat as done: an outbox entry exists, a claim names its owner.
+    """
+
+    def __init__(self, request_error: type[Exception]) -> None:
+        self._request_error = request_error
+
+    def is_error_retryable(self, error: Exception) -> bool:
+        return isinstance(error, self._request_error)
 
 
 class OssStore:
     """The store in OSS; safe for runs on any number of instances at once."""
 
-    def __init__(self, bucket: Any, prefix: str) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        self._client = client
         self._bucket = bucket
         self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self._where = f"oss://{bucket.bucket_name}/{self._prefix}"
+        self._where = f"oss://{bucket}/{self._prefix}"
 
     @classmethod
     def connect(
@@ -89,19 +108,27 @@ class OssStore:
     ) -> OssStore:
         """A store in ``bucket`` reached through ``endpoint``, signed with OSS signature V4."""
         try:
-            import oss2
+            import alibabacloud_oss_v2 as oss
         except ImportError as exc:
             raise StateStoreError(
-                "STATE_STORE is oss://... but the oss2 package is not installed; "
-                "it is preinstalled on the python3.10 runtime, elsewhere `pip install oss2`"
+                "STATE_STORE is oss://... but the OSS SDK cannot be imported "
+                f"({type(exc).__name__}: {exc}); it ships in the code package built by "
+                "`make package`, elsewhere `pip install -r requirements.txt`"
             ) from exc
-        # oss2 logs every request's headers at DEBUG, the STS token among them.
-        logging.getLogger("oss2").setLevel(logging.WARNING)
-        auth = oss2.ProviderAuthV4(_CredentialsProvider(credentials))
-        return cls(
-            oss2.Bucket(auth, endpoint, bucket, region=region, connect_timeout=CONNECT_TIMEOUT),
-            prefix,
+        config = oss.config.load_default()
+        config.region = region
+        config.endpoint = endpoint
+        config.signature_version = "v4"
+        config.credentials_provider = oss.credentials.CredentialsProviderFunc(
+            _sdk_credentials(credentials)
         )
+        config.connect_timeout = CONNECT_TIMEOUT
+        config.readwrite_timeout = READ_TIMEOUT
+        config.retryer = oss.retry.StandardRetryer(
+            max_attempts=ATTEMPTS,
+            error_retryables=[_TransportFailures(oss.exceptions.RequestError)],
+        )
+        return cls(oss.Client(config), bucket, prefix)
 
     def __repr__(self) -> str:
         return f"OssStore({self._where!r})"
@@ -111,70 +138,90 @@ class OssStore:
 
     # --- objects -----------------------------------------------------------
 
-    def _fail(self, what: str, exc: Exception) -> StateStoreError:
-        status = getattr(exc, "status", None)
-        code = getattr(exc, "code", "") or type(exc).__name__
-        message = getattr(exc, "message", "") or ""
-        request_id = getattr(exc, "request_id", "")
-        if status is not None and status < 0:
+    def _fail(self, what: str, exc: Exception) -> AddonWatchError:
+        """A clear error for a failed SDK call; our own (credentials) comes back unchanged."""
+        from alibabacloud_oss_v2 import exceptions
+
+        cause = _cause(exc)
+        if isinstance(cause, AddonWatchError):
+            return cause
+        if isinstance(cause, exceptions.ServiceError):
+            detail = f"HTTP {cause.status_code} {cause.code or 'error'}"
+            if cause.message:
+                detail += f": {cause.message}"
+            if cause.request_id:
+                detail += f" (request id {cause.request_id})"
+        elif isinstance(cause, (exceptions.RequestError, exceptions.ResponseError)):
             # Raised by the SDK itself (connection refused, timeout): name the cause.
-            code = type(getattr(exc, "exception", exc)).__name__
-        detail = f"HTTP {status} {code}" if status and status > 0 else code
-        if message:
-            detail += f": {message}"
-        if request_id:
-            detail += f" (request id {request_id})"
+            detail = type(cause.unwrap()).__name__
+        elif isinstance(cause, exceptions.BaseError):
+            # The SDK's own checks (CRC-64 mismatch, an answer it cannot parse).
+            detail = f"{type(cause).__name__}: {REDACTOR.scrub(str(cause))[:300]}"
+        else:
+            detail = type(cause).__name__
         return StateStoreError(
             f"state store {self._where}: cannot {what}: {detail}; check the bucket, "
             "OSS_ENDPOINT and that the function's role may read and write the prefix"
         )
 
     def _get(self, key: str, what: str) -> bytes | None:
-        import oss2
+        import alibabacloud_oss_v2 as oss
 
+        request = oss.GetObjectRequest(bucket=self._bucket, key=self._prefix + key)
         try:
-            result = self._bucket.get_object(self._prefix + key)
-            return bytes(result.read())
-        except oss2.exceptions.NoSuchKey:
-            return None
-        except oss2.exceptions.OssError as exc:
+            result = self._client.get_object(request)
+            with result.body as body:
+                return bytes(body.read())
+        except (oss.exceptions.BaseError, requests.RequestException) as exc:
+            cause = _cause(exc)
+            if isinstance(cause, oss.exceptions.ServiceError) and cause.code == "NoSuchKey":
+                return None
             raise self._fail(what, exc) from exc
 
     def _put(self, key: str, data: dict[str, Any], what: str, *, create_only: bool = False) -> bool:
         """Write ``data``; with ``create_only``, False when the object already existed."""
-        import oss2
+        import alibabacloud_oss_v2 as oss
 
-        headers = {"Content-Type": "application/json"}
-        if create_only:
-            headers["x-oss-forbid-overwrite"] = "true"
-        body = json.dumps(data, ensure_ascii=False).encode()
+        request = oss.PutObjectRequest(
+            bucket=self._bucket,
+            key=self._prefix + key,
+            body=json.dumps(data, ensure_ascii=False).encode(),
+            content_type="application/json",
+            forbid_overwrite=True if create_only else None,
+        )
         try:
-            self._bucket.put_object(self._prefix + key, body, headers=headers)
-        except oss2.exceptions.OssError as exc:
-            if create_only and exc.status == 409:
+            self._client.put_object(request)
+        except oss.exceptions.BaseError as exc:
+            # 409 FileAlreadyExists: the object is there already, or another run holds it.
+            cause = _cause(exc)
+            exists = isinstance(cause, oss.exceptions.ServiceError) and cause.status_code == 409
+            if create_only and exists:
                 return False
             raise self._fail(what, exc) from exc
         return True
 
     def _delete(self, key: str, what: str) -> None:
-        import oss2
+        import alibabacloud_oss_v2 as oss
 
+        request = oss.DeleteObjectRequest(bucket=self._bucket, key=self._prefix + key)
         try:
-            self._bucket.delete_object(self._prefix + key)
-        except oss2.exceptions.OssError as exc:
+            self._client.delete_object(request)
+        except oss.exceptions.BaseError as exc:
             raise self._fail(what, exc) from exc
 
     def _list(self, folder: str, what: str) -> list[tuple[str, float]]:
         """(name under ``folder``, last modified) of every object there."""
-        import oss2
+        import alibabacloud_oss_v2 as oss
 
         start = self._prefix + folder
+        request = oss.ListObjectsV2Request(bucket=self._bucket, prefix=start)
         try:
             return [
-                (info.key[len(start) :], float(info.last_modified))
-                for info in oss2.ObjectIteratorV2(self._bucket, prefix=start)
+                (info.key[len(start) :], info.last_modified.timestamp())
+                for page in self._client.list_objects_v2_paginator().iter_page(request)
+                for info in page.contents or ()
             ]
-        except oss2.exceptions.OssError as exc:
+        except oss.exceptions.BaseError as exc:
             raise self._fail(what, exc) from exc
 
     # --- records -----------------------------------------------------------
@@ -317,6 +364,18 @@ class OssStore:
         if state != "pending" and still_ours:
             self._delete(f"pending/{ident}", f"clear the marker of {item.key}")
         return still_ours
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The error inside the SDK's ``OperationError`` and ``CredentialsFetchError`` wrappers."""
+    from alibabacloud_oss_v2 import exceptions
+
+    while isinstance(exc, (exceptions.OperationError, exceptions.CredentialsFetchError)):
+        inner = exc.kwargs.get("error")
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    return exc
 
 
 def _record_key(target: Target) -> str:
