@@ -45,7 +45,15 @@ SLACK_TEXT_LIMIT = SLACK_HEADER_LIMIT
 DINGTALK_BODY_LIMIT = 19_800
 # The title shows only in the conversation list; a long one is shortened there anyway.
 DINGTALK_TITLE_LIMIT = 128
-SLACK_COLORS = {"failed": "#e01e5a", "canceled": "#9e9e9e", "success": "#2eb886"}
+# Worst first: a digest takes the colour of the worst thing it reports.
+SLACK_COLORS = {
+    "failed": "#e01e5a",
+    "stuck": "#e8912d",
+    "paused": "#f2c744",
+    "canceled": "#9e9e9e",
+    "success": "#2eb886",
+    "available": "#1d9bd1",
+}
 CUT_MARKERS = {
     "zh": "……（消息过长，以下内容已截断）",
     "en": "… (cut here: the message was too long for DingTalk)",
@@ -221,9 +229,7 @@ class Renderer:
 
     def context(self, item: Announcement, language: str) -> dict[str, Any]:
         """The variables a template sees for one announcement."""
-        duration = None
-        if item.created_at and item.finished_at and item.finished_at >= item.created_at:
-            duration = int((item.finished_at - item.created_at).total_seconds())
+        duration = _seconds(item.created_at, item.finished_at)
         return {
             "language": language,
             "cluster_id": item.target.cluster_id,
@@ -237,6 +243,10 @@ class Renderer:
             "duration_seconds": duration,
             "cluster_name": self._cluster_name(item.target.cluster_id),
             "console_url": console_url(item.target.cluster_id),
+            # Notices: when it was seen, how long the task had run then, the version before.
+            "seen_at": self._when(item.seen_at),
+            "running_seconds": _seconds(item.created_at, item.seen_at),
+            "previous_version": item.previous_version,
         }
 
     def _cluster_name(self, cluster_id: str) -> str | None:
@@ -253,7 +263,11 @@ class Renderer:
         return self._cluster_names.get(cluster_id) or None
 
     def digest_context(self, items: Sequence[Announcement], language: str) -> dict[str, Any]:
-        """The variables a digest template sees: ``items`` and counts by outcome."""
+        """The variables a digest template sees: ``items``, counts by outcome, and ``notices``.
+
+        ``notices`` counts the items that are notices (paused, stuck, available)
+        rather than ended tasks.
+        """
         counts = {outcome.value: 0 for outcome in Outcome}
         for item in items:
             counts[item.outcome.value] += 1
@@ -262,6 +276,7 @@ class Renderer:
             "items": [self.context(item, language) for item in items],
             "count": len(items),
             "counts": counts,
+            "notices": sum(1 for item in items if not item.outcome.ended),
         }
 
     def render(self, channel: str, language: str, item: Announcement) -> Message:
@@ -297,6 +312,12 @@ class Renderer:
         if label.startswith("UTC") and len(label) == 8:
             label = f"{label[:6]}:{label[6:]}"
         return f"{local:%Y-%m-%d %H:%M:%S} {label}"
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> int | None:
+    if start and end and end >= start:
+        return int((end - start).total_seconds())
+    return None
 
 
 def _where(
