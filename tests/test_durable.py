@@ -281,8 +281,8 @@ def test_delivery_record_of_a_later_format_is_refused_for_that_target_only(
     assert (summary.checked, summary.changes, summary.sent) == (2, 0, 0)
     assert summary.errors == [
         f"{path}: the record of {CLUSTER}/{ADDON} is unreadable (the record has format 3; "
-        "this release reads formats 1, 2); this target is skipped until the record is fixed or deleted "
-        "(deleting it makes the next check record the target afresh, silently)"
+        "this release reads formats 1, 2); this target is skipped until the record is fixed or "
+        "deleted (deleting it makes the next check record the target afresh, silently)"
     ]
 
 

@@ -535,6 +535,49 @@ def sample_announcements(count: int = 1) -> list[Announcement]:
     ]
 
 
+def sample_notices() -> list[Announcement]:
+    """Made-up notices for previews: a paused task, a task running long, an upgrade available."""
+    seen = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    cluster = "c0123456789abcdef0123456789abcdef"
+    started = seen - timedelta(hours=2, minutes=5)
+
+    def notice(component: str, outcome: Outcome, status: str, **extra: Any) -> Announcement:
+        task_id = "" if outcome is Outcome.AVAILABLE else started.isoformat()
+        return Announcement(
+            target=Target(cluster, component),
+            task_id=task_id,
+            outcome=outcome,
+            version=extra.get("version", "v0.3.9.7-9a1b2c3-aliyun"),
+            status=status,
+            created_at=None if outcome is Outcome.AVAILABLE else started,
+            finished_at=None,
+            previous_version=extra.get("previous_version"),
+            seen_at=seen,
+        )
+
+    return [
+        notice("nginx-ingress-controller", Outcome.PAUSED, "Paused"),
+        notice("metrics-server", Outcome.STUCK, "Upgrading"),
+        notice(
+            "cloud-controller-manager",
+            Outcome.AVAILABLE,
+            "",
+            version="v2.9.1",
+            previous_version="v2.8.0",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What one channel would receive: the rendered message and the exact payload."""
+
+    channel: str
+    language: str
+    message: Message
+    payload: dict[str, Any]
+
+
 def preview(
     settings_or_renderer: Settings | Renderer,
     sample: Announcement | Sequence[Announcement],
@@ -543,41 +586,55 @@ def preview(
 
     Args:
         settings_or_renderer: the settings (every configured channel, with its
-            language, mentions and keyword, and the user's templates), or a
-            renderer alone (each built-in channel kind in each language).
+            language, filters, mentions and keyword, and the user's templates),
+            or a renderer alone (each built-in channel kind in each language).
         sample: one announcement, or several to preview the grouped message.
 
     Returns:
         ``(channel, payload)`` pairs in sending order; the payload is exactly
-        the JSON that would be posted.
+        the JSON that would be posted. Built-in previews are named
+        ``dingtalk (zh)`` and so on.
+    """
+    builtin = isinstance(settings_or_renderer, Renderer)
+    return [
+        (f"{p.channel} ({p.language})" if builtin else p.channel, p.payload)
+        for p in previews(settings_or_renderer, sample)
+    ]
+
+
+def previews(
+    settings_or_renderer: Settings | Renderer,
+    sample: Announcement | Sequence[Announcement],
+    *,
+    renderer: Renderer | None = None,
+) -> list[Preview]:
+    """``preview`` with the rendered messages: what each channel would receive.
+
+    With settings, each channel gets the sample items its filters take, as one
+    message (a digest for several), exactly as a check sends them; ``renderer``
+    replaces the one the settings describe (other templates or time zone).
     """
     items = [sample] if isinstance(sample, Announcement) else list(sample)
     if not items:
         raise TemplateError("preview needs at least one sample announcement")
+    found: list[Preview] = []
     if isinstance(settings_or_renderer, Renderer):
-        renderer = settings_or_renderer
-        previews = []
-        for kind in Renderer.ESCAPERS:
+        for kind, build in PAYLOAD_BUILDERS.items():
             for language in ("zh", "en"):
-                message = renderer.render_group(kind, language, items)
-                payload = (
-                    dingtalk_payload(message) if kind == "dingtalk" else slack_payload(message)
-                )
-                previews.append((f"{kind} ({language})", payload))
-        return previews
+                message = settings_or_renderer.render_group(kind, language, items)
+                found.append(Preview(kind, language, message, build(message)))
+        return found
 
     from .routing import build_routes
 
     settings = settings_or_renderer
-    renderer = Renderer(settings.templates_dir, settings.notify_timezone)
-    routes = build_routes(settings)
-    previews = []
-    for name, route in routes.items():
+    renderer = renderer or Renderer(settings.templates_dir, settings.notify_timezone)
+    for name, route in build_routes(settings).items():
         accepted = [item for item in items if route.accepts(item)]
         if accepted:
             message = renderer.render_group(name, route.language, accepted)
-            previews.append((name, route.build(message)))
-    return previews
+            found.append(Preview(name, route.language, message, route.build(message)))
+    return found
 
 
 PAYLOAD_BUILDERS: dict[str, Callable[[Message], dict[str, Any]]] = {
