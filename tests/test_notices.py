@@ -17,15 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 
 from addon_watch.__main__ import main
 from addon_watch.config import ConfigError, load_settings, parse_notices
+from addon_watch.credentials import Credentials
 from addon_watch.detect import Notices, TargetRecord, observe, record_of
 from addon_watch.model import AddonStatus, Announcement, Outcome, Target, Task
-from addon_watch.render import Renderer, sample_notices, slack_payload
+from addon_watch.redaction import Secret
+from addon_watch.render import Message, Renderer, sample_notices, slack_payload
 from addon_watch.routing import RouteFilter, parse_routes
 from addon_watch.store import FORMAT_VERSION, SqliteStore
+from addon_watch.store.oss import OssStore
 from tests.fakes.ack_simulator import AckSimulator
+from tests.fakes.oss import ENDPOINT, REGION, FakeOss
 from tests.fakes.webhooks import WebhookReceiver
 from tests.invocation import CLUSTER, environment, tick, watch
 
@@ -527,8 +532,6 @@ def test_render_ready_notice_names_the_current_version() -> None:
     ],
 )
 def test_slack_colour_per_kind(kinds_in_message: tuple[str, ...], colour: str) -> None:
-    from addon_watch.render import Message
-
     payload = slack_payload(Message("t", "x", kinds_in_message))
 
     assert payload["attachments"][0]["color"] == colour
@@ -572,3 +575,46 @@ def test_cli_render_shows_the_configured_channels_routed(
     assert previews[0]["title"].startswith("⏳ 升级已持续 2小时5分")
     assert previews[0]["payload"]["markdown"]["text"].endswith("ADDON-WATCH")
     assert previews[1]["title"].startswith("2 addon upgrade updates")
+
+
+def test_v1_objects_in_oss_are_read_by_this_release() -> None:
+    fake = FakeOss()
+    prefix = "ack-addon-watch"
+    old_item = {
+        "v": 1,
+        "announcement": V1_ANNOUNCEMENT,
+        "channel": "slack",
+        "state": "pending",
+        "attempts": 0,
+        "created_at": "2026-01-02T02:00:00+00:00",
+        "next_attempt_at": None,
+        "last_error": None,
+        "generation": 0,
+    }
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake.install(rsps)
+        fake.put_raw(
+            f"{prefix}/targets/{TARGET.cluster_id}/{TARGET.component}.json",
+            json.dumps(V1_RECORD).encode(),
+        )
+        fake.put_raw(f"{prefix}/outbox/old.json", json.dumps(old_item).encode())
+        fake.put_raw(f"{prefix}/pending/old", b'{"v": 1}')
+        store = OssStore.connect(
+            endpoint=ENDPOINT,
+            region=REGION,
+            bucket=fake.bucket,
+            prefix=prefix,
+            credentials=lambda: Credentials("oss-test-key-id", Secret("oss-test-secret")),
+        )
+
+        (waiting,) = store.pending().items
+        decide = partial(observe, current=status(T1, "Paused"), notices=ALL, now=LATER)
+        found = store.observe(TARGET, decide, lambda item: ["slack"], LATER)
+        record = json.loads(
+            fake.text(f"{prefix}/targets/{TARGET.cluster_id}/{TARGET.component}.json")
+        )
+
+    assert waiting.key == f"{TARGET.key}|2026-01-01T00:00:00Z|failed|slack"
+    assert [item.outcome for item in found] == [Outcome.PAUSED, Outcome.STUCK]
+    assert (record["v"], record["paused_notified"], record["stuck_notified"]) == (2, True, True)
+    assert len(fake.keys(f"{prefix}/outbox/")) == 3
