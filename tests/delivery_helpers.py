@@ -52,7 +52,7 @@ def enqueue(store: SqliteStore, items: Sequence[Announcement], channels: Sequenc
         record = TargetRecord(item.task_id, item.status, item.outcome.value, item.version)
         store.observe(
             item.target,
-            lambda _previous, r=record, a=item: (r, a),
+            lambda _previous, r=record, a=item: (r, [a]),
             channels,
             datetime.now(timezone.utc),
         )

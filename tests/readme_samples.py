@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from addon_watch.render import Renderer, preview, sample_announcements
+from addon_watch.render import Renderer, preview, sample_announcements, sample_notices
 
 START = "<!-- render-output:start -->"
 END = "<!-- render-output:end -->"
@@ -28,6 +28,8 @@ def markdown() -> str:
     cases = (
         ("one outcome", "", sample_announcements(1)),
         ("three outcomes in one tick", "-digest", sample_announcements(3)),
+        *((f"a notice: {item.outcome.value}", "", [item]) for item in sample_notices()),
+        ("three notices in one tick", "-digest", sample_notices()),
     )
     parts = []
     for label, suffix, sample in cases:

@@ -74,9 +74,9 @@ def seen(task_id: str | None, state: str = "", canceled: bool = False) -> Target
 def test_observe_announces_each_finished_task_once(
     previous: TargetRecord | None, current: AddonStatus, expected: Outcome | None
 ) -> None:
-    _, announcement = observe(previous, current)
+    _, announcements = observe(previous, current)
 
-    assert (announcement.outcome if announcement else None) is expected
+    assert [item.outcome for item in announcements] == ([expected] if expected else [])
 
 
 def test_observe_older_task_keeps_the_newer_record() -> None:
@@ -93,12 +93,11 @@ def test_observe_answer_without_task_keeps_task_identity() -> None:
 
     assert record.task_id == T1
     assert record.version == "v2"
-    assert again is None
+    assert again == []
 
 
 def test_observe_announcement_identity_is_task_and_outcome() -> None:
-    _, announcement = observe(seen(T1, "Running"), status(T1, "Failed", version="v1.2"))
+    _, (announcement,) = observe(seen(T1, "Running"), status(T1, "Failed", version="v1.2"))
 
-    assert announcement is not None
     assert announcement.key == f"{TARGET.key}|{T1}|failed"
     assert announcement.version == "v1.2"

@@ -273,29 +273,29 @@ def test_delivery_record_of_a_later_format_is_refused_for_that_target_only(
         ).fetchone()
         db.execute(
             "UPDATE targets SET record = ? WHERE target = ?",
-            (json.dumps({**json.loads(record), "v": 2}), f"{CLUSTER}/{ADDON}"),
+            (json.dumps({**json.loads(record), "v": 3}), f"{CLUSTER}/{ADDON}"),
         )
 
     summary = ticks.tick(store)
 
     assert (summary.checked, summary.changes, summary.sent) == (2, 0, 0)
     assert summary.errors == [
-        f"{path}: the record of {CLUSTER}/{ADDON} is unreadable (the record has format 2; "
-        "this release reads 1); this target is skipped until the record is fixed or deleted "
-        "(deleting it makes the next check record the target afresh, silently)"
+        f"{path}: the record of {CLUSTER}/{ADDON} is unreadable (the record has format 3; "
+        "this release reads formats 1, 2); this target is skipped until the record is fixed or "
+        "deleted (deleting it makes the next check record the target afresh, silently)"
     ]
 
 
 def test_delivery_store_written_by_a_later_release_is_refused(path: Path) -> None:
     SqliteStore(path).close()
     with closing(sqlite3.connect(path)) as db, db:
-        db.execute("UPDATE meta SET value = '2' WHERE key = 'format_version'")
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'format_version'")
 
     with pytest.raises(StateStoreError) as raised:
         SqliteStore(path)
 
     assert str(raised.value) == (
-        f"the SQLite state store at {path} has format 2, and this release reads format 1: "
+        f"the SQLite state store at {path} has format 3, and this release reads format 2: "
         "run the release that wrote it, or point STATE_STORE at a new file"
     )
 

@@ -39,7 +39,7 @@ def announcement(
 
 @pytest.mark.parametrize("channel", ["dingtalk", "slack"])
 @pytest.mark.parametrize("language", ["zh", "en"])
-@pytest.mark.parametrize("outcome", list(Outcome))
+@pytest.mark.parametrize("outcome", [outcome for outcome in Outcome if outcome.ended])
 def test_render_every_builtin_names_cluster_addon_version_outcome_times(
     channel: str, language: str, outcome: Outcome
 ) -> None:

@@ -3,6 +3,7 @@
 python -m addon_watch check [--dry-run] [--targets C/A,...]   one check with this environment
 python -m addon_watch status                                  what the store knows, no API call
 python -m addon_watch render [--channel ...] [--outcome ...]  preview a sample message
+    (every configured channel, routed, when a webhook or ADDON_WATCH_CONFIG is set)
 python -m addon_watch serve [--host 127.0.0.1] [--port 9000]  the HTTP trigger, locally
 """
 
@@ -31,6 +32,8 @@ from .redaction import REDACTOR, install_log_redaction
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 CHANNELS = ("dingtalk", "slack")
 _STATUS_OF = {Outcome.SUCCESS: "Success", Outcome.FAILED: "Failed", Outcome.CANCELED: "Canceled"}
+# Set any of these and ``render`` previews the configured channels instead of the built-ins.
+_CHANNEL_VARIABLES = (Env.DINGTALK_WEBHOOK_URL, Env.SLACK_WEBHOOK_URL, Env.ADDON_WATCH_CONFIG)
 
 
 def _print(data: object) -> None:
@@ -51,34 +54,55 @@ def sample_announcement(outcome: Outcome) -> Announcement:
     )
 
 
+def sample_items(outcomes: list[Outcome]) -> list[Announcement]:
+    """One made-up announcement per outcome or notice kind, in order."""
+    from .render import sample_notices
+
+    notices = {item.outcome: item for item in sample_notices()}
+    return [notices.get(outcome) or sample_announcement(outcome) for outcome in outcomes]
+
+
 def render_samples(
     channels: list[str],
     language: str | None,
-    outcome: Outcome,
+    outcomes: list[Outcome],
     templates_dir: str | None,
     timezone_name: str | None,
+    environ: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The sample announcement rendered for each channel, as it would be posted."""
+    """The sample rendered for each channel, as a check would post it.
+
+    Several outcomes make one grouped message (a digest). When ``environ``
+    configures channels, every configured channel is shown with its routing
+    filters, language, mentions and keyword; otherwise each built-in kind in
+    ``channels``.
+    """
     from pathlib import Path
 
-    from .render import PAYLOAD_BUILDERS, Renderer
+    from .render import Renderer, previews
 
     renderer = Renderer(Path(templates_dir) if templates_dir else None, timezone_name)
-    item = sample_announcement(outcome)
-    previews = []
-    for channel in channels:
-        lang = language or ("zh" if channel == "dingtalk" else "en")
-        message = renderer.render(channel, lang, item)
-        previews.append(
-            {
-                "channel": channel,
-                "language": lang,
-                "title": message.title,
-                "text": message.text,
-                "payload": PAYLOAD_BUILDERS[channel](message),
-            }
-        )
-    return previews
+    items = sample_items(outcomes)
+    if environ is not None and any(environ.get(name) for name in _CHANNEL_VARIABLES):
+        configured = previews(load_settings(environ), items, renderer=renderer)
+        found = [p for p in configured if p.channel.partition(":")[0] in channels]
+    else:
+        found = [
+            p
+            for p in previews(renderer, items)
+            if p.channel in channels
+            and p.language == (language or ("zh" if p.channel == "dingtalk" else "en"))
+        ]
+    return [
+        {
+            "channel": p.channel,
+            "language": p.language,
+            "title": p.message.title,
+            "text": p.message.text,
+            "payload": p.payload,
+        }
+        for p in found
+    ]
 
 
 def _title_case(name: str) -> str:
@@ -187,7 +211,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     render = commands.add_parser("render", help="preview the messages for a sample upgrade")
     render.add_argument("--channel", choices=CHANNELS, action="append")
     render.add_argument("--language", choices=LANGUAGES)
-    render.add_argument("--outcome", choices=[o.value for o in Outcome], default="success")
+    render.add_argument(
+        "--outcome",
+        choices=[o.value for o in Outcome],
+        action="append",
+        help="success (default), failed, ... or a notice; repeat it to preview a digest",
+    )
     render.add_argument("--templates-dir", default=env.get(Env.TEMPLATES_DIR) or None)
     render.add_argument("--timezone", default=env.get(Env.NOTIFY_TIMEZONE) or None)
     serve = commands.add_parser("serve", help="serve the HTTP trigger's routes locally")
@@ -216,9 +245,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
                 render_samples(
                     args.channel or list(CHANNELS),
                     args.language,
-                    Outcome(args.outcome),
+                    [Outcome(outcome) for outcome in args.outcome or ["success"]],
                     args.templates_dir,
                     args.timezone,
+                    env,
                 )
             )
             return 0

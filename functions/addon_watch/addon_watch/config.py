@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .detect import NO_NOTICES, Notices
 from .errors import ConfigError
 from .model import Target
 from .redaction import Secret
@@ -61,6 +62,10 @@ class Env:
     DINGTALK_AT_ALL = "DINGTALK_AT_ALL"
     DINGTALK_KEYWORD = "DINGTALK_KEYWORD"
     ADDON_WATCH_CONFIG = "ADDON_WATCH_CONFIG"
+    # Opt-in notices: a paused task, a task running too long, an upgrade available.
+    NOTIFY_PAUSED = "NOTIFY_PAUSED"
+    NOTIFY_STUCK_AFTER = "NOTIFY_STUCK_AFTER"
+    NOTIFY_UPGRADE_AVAILABLE = "NOTIFY_UPGRADE_AVAILABLE"
 
 
 LANGUAGES = ("zh", "en")
@@ -133,6 +138,8 @@ class Settings:
     dingtalk_at_all: bool = False
     dingtalk_keyword: str | None = None
     routes: tuple[ChannelSpec, ...] = ()
+    # Opt-in notices, all off by default.
+    notices: Notices = NO_NOTICES
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -240,6 +247,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         exclude=parse_exclude(get(Env.WATCH_EXCLUDE)),
         ack_concurrency=_parse_concurrency(get(Env.ACK_CONCURRENCY)),
         **notifier_settings(env),
+        notices=parse_notices(env),
     )
     if not settings.channels:
         raise ConfigError(
@@ -509,3 +517,17 @@ def _parse_timeout(value: str) -> float | None:
             "from 1 to 86400, e.g. '300'"
         )
     return seconds
+
+
+def parse_notices(env: Mapping[str, str]) -> Notices:
+    """The opt-in notices: one switch each, all off when unset."""
+
+    def get(name: str) -> str:
+        return env.get(name, "").strip()
+
+    stuck = get(Env.NOTIFY_STUCK_AFTER)
+    return Notices(
+        paused=_parse_bool(Env.NOTIFY_PAUSED, get(Env.NOTIFY_PAUSED)),
+        stuck_after=_parse_duration(Env.NOTIFY_STUCK_AFTER, stuck, timedelta()) if stuck else None,
+        available=_parse_bool(Env.NOTIFY_UPGRADE_AVAILABLE, get(Env.NOTIFY_UPGRADE_AVAILABLE)),
+    )

@@ -1,14 +1,23 @@
-"""Deciding, from the last record and a fresh answer, whether a task just ended."""
+"""Deciding, from the last record and a fresh answer, what is news.
+
+News is, first, a task that just ended. Three opt-in notices come on top,
+each behind its own switch (``Notices``): a task that became ``Paused``, a
+task still running after a set time, and an upgrade that became available.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
-from .model import AddonStatus, Announcement
+from .model import AddonStatus, Announcement, Outcome, Task
 
 logger = logging.getLogger(__name__)
+
+# A version change seen this long after a task succeeded is taken as that task's
+# (the API may report the new version a tick late), not as an upgrade outside it.
+SETTLE_TIME = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -20,13 +29,31 @@ class TargetRecord:
     outcome: str | None
     version: str
     task_created_at: datetime | None = None
+    # The recorded task's pause / long run was told (or seen on first sight).
+    paused_notified: bool = False
+    stuck_notified: bool = False
+    # None when unknown (a record written before this was kept).
+    ready_to_upgrade: bool | None = None
+
+
+@dataclass(frozen=True)
+class Notices:
+    """The opt-in notices; all off by default."""
+
+    paused: bool = False
+    stuck_after: timedelta | None = None
+    available: bool = False
+
+
+NO_NOTICES = Notices()
 
 
 def record_of(status: AddonStatus) -> TargetRecord:
     """The record to keep after seeing this answer."""
     task = status.task
     if task is None:
-        return TargetRecord(None, "", None, status.version)
+        ready = status.ready_to_upgrade
+        return TargetRecord(None, "", None, status.version, ready_to_upgrade=ready)
     outcome = task.outcome
     return TargetRecord(
         task.task_id,
@@ -34,24 +61,39 @@ def record_of(status: AddonStatus) -> TargetRecord:
         outcome.value if outcome else None,
         status.version,
         task.created_at,
+        ready_to_upgrade=status.ready_to_upgrade,
     )
 
 
 def observe(
-    previous: TargetRecord | None, current: AddonStatus
-) -> tuple[TargetRecord, Announcement | None]:
-    """The record to keep and the announcement this answer calls for, if any.
+    previous: TargetRecord | None,
+    current: AddonStatus,
+    notices: Notices = NO_NOTICES,
+    now: datetime | None = None,
+) -> tuple[TargetRecord, list[Announcement]]:
+    """The record to keep and the announcements this answer calls for.
 
     A finished task is announced once per outcome. The first sight of a target is
     recorded silently, so a deploy does not replay old upgrades; a task that
     started and ended between two ticks is still announced because the target
-    was seen before.
+    was seen before. The notices follow the same rule, each once per task (pause,
+    long run) or per new state of the addon (upgrade available).
+
+    Args:
+        previous: the stored record, None on the first sight of the target.
+        current: the fresh answer.
+        notices: which opt-in notices are on.
+        now: the time of the check, for the long-run notice.
     """
+    now = now or datetime.now(timezone.utc)
     task = current.task
     if task is None and previous is not None:
         # No task in this answer: keep the last task's identity so that it is not
         # taken for a new one if the API shows it again.
-        return replace(previous, version=current.version), None
+        record = replace(
+            previous, version=current.version, ready_to_upgrade=current.ready_to_upgrade
+        )
+        return record, _available(previous, current, [], notices, now)
     record = record_of(current)
     if (
         previous is not None
@@ -69,17 +111,119 @@ def observe(
             task.task_id,
             previous.task_id,
         )
-        return previous, None
-    if task is None or task.outcome is None or previous is None:
-        return record, None
-    if previous.task_id == task.task_id and previous.outcome == task.outcome.value:
-        return record, None
-    return record, Announcement(
+        return previous, []
+    if task is None:
+        return record, []
+    if previous is not None and previous.task_id == task.task_id:
+        record = replace(
+            record,
+            paused_notified=previous.paused_notified,
+            stuck_notified=previous.stuck_notified,
+        )
+    found: list[Announcement] = []
+    outcome = task.outcome
+    if (
+        previous is not None
+        and outcome is not None
+        and (previous.task_id != task.task_id or previous.outcome != outcome.value)
+    ):
+        found.append(_about(task, current, outcome))
+    if outcome is None:
+        record, notes = _running_notices(record, previous, task, current, notices, now)
+        found += notes
+    found += _available(previous, current, found, notices, now)
+    return record, found
+
+
+def _about(
+    task: Task, current: AddonStatus, outcome: Outcome, seen_at: datetime | None = None
+) -> Announcement:
+    return Announcement(
         target=current.target,
         task_id=task.task_id,
-        outcome=task.outcome,
+        outcome=outcome,
         version=current.version,
         status=task.status,
         created_at=task.created_at,
         finished_at=task.finished_at,
+        seen_at=seen_at,
     )
+
+
+def _running_notices(
+    record: TargetRecord,
+    previous: TargetRecord | None,
+    task: Task,
+    current: AddonStatus,
+    notices: Notices,
+    now: datetime,
+) -> tuple[TargetRecord, list[Announcement]]:
+    """A task not ended: paused, or running longer than allowed, told once per task.
+
+    On the first sight of the target the condition is recorded as told, silently.
+    """
+    found: list[Announcement] = []
+    if notices.paused and task.status.lower() == "paused" and not record.paused_notified:
+        record = replace(record, paused_notified=True)
+        if previous is not None:
+            found.append(_about(task, current, Outcome.PAUSED, now))
+    limit = notices.stuck_after
+    if (
+        limit is not None
+        and task.created_at is not None
+        and now - task.created_at >= limit
+        and not record.stuck_notified
+    ):
+        record = replace(record, stuck_notified=True)
+        if previous is not None:
+            found.append(_about(task, current, Outcome.STUCK, now))
+    return record, found
+
+
+def _available(
+    previous: TargetRecord | None,
+    current: AddonStatus,
+    found: list[Announcement],
+    notices: Notices,
+    now: datetime,
+) -> list[Announcement]:
+    """Upgrade-available notices: ``ready_to_upgrade`` turned true, or the version moved.
+
+    A version change counts only outside a task: not while one runs, not when
+    an ended task is announced in the same answer, and not shortly after a task
+    succeeded. Each notice is keyed by its versions, so a state is told once.
+    """
+    if not notices.available or previous is None:
+        return []
+    task = current.task
+
+    def notice(before: str | None) -> Announcement:
+        return Announcement(
+            target=current.target,
+            task_id="",
+            outcome=Outcome.AVAILABLE,
+            version=current.version,
+            status="",
+            created_at=None,
+            finished_at=None,
+            previous_version=before,
+            seen_at=now,
+        )
+
+    result: list[Announcement] = []
+    moved = bool(previous.version and current.version and previous.version != current.version)
+    was_ready = previous.ready_to_upgrade
+    if current.ready_to_upgrade and was_ready is not None and (not was_ready or moved):
+        result.append(notice(None))
+    explained = (
+        any(item.outcome.ended for item in found)
+        or (task is not None and task.outcome is None)
+        or (
+            task is not None
+            and task.outcome is Outcome.SUCCESS
+            and (task.finished_at is None or now - task.finished_at < SETTLE_TIME)
+        )
+    )
+    if moved and not explained:
+        result.append(notice(previous.version))
+    return result

@@ -186,6 +186,7 @@ def check(
             dry_run=dry_run,
             deadline=deadline,
             exclude=settings.exclude,
+            notices=settings.notices,
         )
     finally:
         store.close()

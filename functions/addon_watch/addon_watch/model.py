@@ -23,11 +23,20 @@ class Target:
 
 
 class Outcome(str, enum.Enum):
-    """How an upgrade task ended."""
+    """What an announcement tells: how an upgrade task ended, or an opt-in notice."""
 
     SUCCESS = "success"
     FAILED = "failed"
     CANCELED = "canceled"
+    # Opt-in notices, each behind its own switch (see config).
+    PAUSED = "paused"
+    STUCK = "stuck"
+    AVAILABLE = "available"
+
+    @property
+    def ended(self) -> bool:
+        """Whether this is how a task ended, rather than a notice about a task or addon."""
+        return self in ENDED
 
 
 # Task statuses the API documents, lower-cased; anything else is logged as unknown.
@@ -38,6 +47,7 @@ TERMINAL_STATUSES = {
     "canceled": Outcome.CANCELED,
 }
 KNOWN_STATUSES = RUNNING_STATUSES | frozenset(TERMINAL_STATUSES)
+ENDED = frozenset(TERMINAL_STATUSES.values())
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,13 @@ class AddonStatus:
 
 @dataclass(frozen=True)
 class Announcement:
-    """A finished task that is to be told to every channel once."""
+    """A finished task, or a notice, that is to be told to every channel once.
+
+    A ``paused`` or ``stuck`` notice is about a task that has not ended
+    (``finished_at`` is None; ``seen_at`` is when it was seen so). An
+    ``available`` notice is about the addon: ``previous_version`` is set when
+    its version changed outside an announced task, and ``task_id`` is empty.
+    """
 
     target: Target
     task_id: str
@@ -83,8 +99,16 @@ class Announcement:
     status: str
     created_at: datetime | None
     finished_at: datetime | None
+    previous_version: str | None = None
+    seen_at: datetime | None = None
 
     @property
     def key(self) -> str:
-        """Identity of the announcement: task and outcome, never the rendered text."""
+        """Identity of the announcement: task and outcome, never the rendered text.
+
+        An ``available`` notice is about a state of the addon, not a task: it is
+        keyed by the versions, so each new state is told once.
+        """
+        if self.outcome is Outcome.AVAILABLE:
+            return f"{self.target.key}|{self.previous_version or ''}>{self.version}|available"
         return f"{self.target.key}|{self.task_id}|{self.outcome.value}"

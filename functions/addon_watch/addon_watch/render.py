@@ -45,7 +45,15 @@ SLACK_TEXT_LIMIT = SLACK_HEADER_LIMIT
 DINGTALK_BODY_LIMIT = 19_800
 # The title shows only in the conversation list; a long one is shortened there anyway.
 DINGTALK_TITLE_LIMIT = 128
-SLACK_COLORS = {"failed": "#e01e5a", "canceled": "#9e9e9e", "success": "#2eb886"}
+# Worst first: a digest takes the colour of the worst thing it reports.
+SLACK_COLORS = {
+    "failed": "#e01e5a",
+    "stuck": "#e8912d",
+    "paused": "#f2c744",
+    "canceled": "#9e9e9e",
+    "success": "#2eb886",
+    "available": "#1d9bd1",
+}
 CUT_MARKERS = {
     "zh": "……（消息过长，以下内容已截断）",
     "en": "… (cut here: the message was too long for DingTalk)",
@@ -221,9 +229,7 @@ class Renderer:
 
     def context(self, item: Announcement, language: str) -> dict[str, Any]:
         """The variables a template sees for one announcement."""
-        duration = None
-        if item.created_at and item.finished_at and item.finished_at >= item.created_at:
-            duration = int((item.finished_at - item.created_at).total_seconds())
+        duration = _seconds(item.created_at, item.finished_at)
         return {
             "language": language,
             "cluster_id": item.target.cluster_id,
@@ -237,6 +243,10 @@ class Renderer:
             "duration_seconds": duration,
             "cluster_name": self._cluster_name(item.target.cluster_id),
             "console_url": console_url(item.target.cluster_id),
+            # Notices: when it was seen, how long the task had run then, the version before.
+            "seen_at": self._when(item.seen_at),
+            "running_seconds": _seconds(item.created_at, item.seen_at),
+            "previous_version": item.previous_version,
         }
 
     def _cluster_name(self, cluster_id: str) -> str | None:
@@ -253,7 +263,11 @@ class Renderer:
         return self._cluster_names.get(cluster_id) or None
 
     def digest_context(self, items: Sequence[Announcement], language: str) -> dict[str, Any]:
-        """The variables a digest template sees: ``items`` and counts by outcome."""
+        """The variables a digest template sees: ``items``, counts by outcome, and ``notices``.
+
+        ``notices`` counts the items that are notices (paused, stuck, available)
+        rather than ended tasks.
+        """
         counts = {outcome.value: 0 for outcome in Outcome}
         for item in items:
             counts[item.outcome.value] += 1
@@ -262,6 +276,7 @@ class Renderer:
             "items": [self.context(item, language) for item in items],
             "count": len(items),
             "counts": counts,
+            "notices": sum(1 for item in items if not item.outcome.ended),
         }
 
     def render(self, channel: str, language: str, item: Announcement) -> Message:
@@ -297,6 +312,12 @@ class Renderer:
         if label.startswith("UTC") and len(label) == 8:
             label = f"{label[:6]}:{label[6:]}"
         return f"{local:%Y-%m-%d %H:%M:%S} {label}"
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> int | None:
+    if start and end and end >= start:
+        return int((end - start).total_seconds())
+    return None
 
 
 def _where(
@@ -514,6 +535,49 @@ def sample_announcements(count: int = 1) -> list[Announcement]:
     ]
 
 
+def sample_notices() -> list[Announcement]:
+    """Made-up notices for previews: a paused task, a task running long, an upgrade available."""
+    seen = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    cluster = "c0123456789abcdef0123456789abcdef"
+    started = seen - timedelta(hours=2, minutes=5)
+
+    def notice(component: str, outcome: Outcome, status: str, **extra: Any) -> Announcement:
+        task_id = "" if outcome is Outcome.AVAILABLE else started.isoformat()
+        return Announcement(
+            target=Target(cluster, component),
+            task_id=task_id,
+            outcome=outcome,
+            version=extra.get("version", "v0.3.9.7-9a1b2c3-aliyun"),
+            status=status,
+            created_at=None if outcome is Outcome.AVAILABLE else started,
+            finished_at=None,
+            previous_version=extra.get("previous_version"),
+            seen_at=seen,
+        )
+
+    return [
+        notice("nginx-ingress-controller", Outcome.PAUSED, "Paused"),
+        notice("metrics-server", Outcome.STUCK, "Upgrading"),
+        notice(
+            "cloud-controller-manager",
+            Outcome.AVAILABLE,
+            "",
+            version="v2.9.1",
+            previous_version="v2.8.0",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What one channel would receive: the rendered message and the exact payload."""
+
+    channel: str
+    language: str
+    message: Message
+    payload: dict[str, Any]
+
+
 def preview(
     settings_or_renderer: Settings | Renderer,
     sample: Announcement | Sequence[Announcement],
@@ -522,41 +586,55 @@ def preview(
 
     Args:
         settings_or_renderer: the settings (every configured channel, with its
-            language, mentions and keyword, and the user's templates), or a
-            renderer alone (each built-in channel kind in each language).
+            language, filters, mentions and keyword, and the user's templates),
+            or a renderer alone (each built-in channel kind in each language).
         sample: one announcement, or several to preview the grouped message.
 
     Returns:
         ``(channel, payload)`` pairs in sending order; the payload is exactly
-        the JSON that would be posted.
+        the JSON that would be posted. Built-in previews are named
+        ``dingtalk (zh)`` and so on.
+    """
+    builtin = isinstance(settings_or_renderer, Renderer)
+    return [
+        (f"{p.channel} ({p.language})" if builtin else p.channel, p.payload)
+        for p in previews(settings_or_renderer, sample)
+    ]
+
+
+def previews(
+    settings_or_renderer: Settings | Renderer,
+    sample: Announcement | Sequence[Announcement],
+    *,
+    renderer: Renderer | None = None,
+) -> list[Preview]:
+    """``preview`` with the rendered messages: what each channel would receive.
+
+    With settings, each channel gets the sample items its filters take, as one
+    message (a digest for several), exactly as a check sends them; ``renderer``
+    replaces the one the settings describe (other templates or time zone).
     """
     items = [sample] if isinstance(sample, Announcement) else list(sample)
     if not items:
         raise TemplateError("preview needs at least one sample announcement")
+    found: list[Preview] = []
     if isinstance(settings_or_renderer, Renderer):
-        renderer = settings_or_renderer
-        previews = []
-        for kind in Renderer.ESCAPERS:
+        for kind, build in PAYLOAD_BUILDERS.items():
             for language in ("zh", "en"):
-                message = renderer.render_group(kind, language, items)
-                payload = (
-                    dingtalk_payload(message) if kind == "dingtalk" else slack_payload(message)
-                )
-                previews.append((f"{kind} ({language})", payload))
-        return previews
+                message = settings_or_renderer.render_group(kind, language, items)
+                found.append(Preview(kind, language, message, build(message)))
+        return found
 
     from .routing import build_routes
 
     settings = settings_or_renderer
-    renderer = Renderer(settings.templates_dir, settings.notify_timezone)
-    routes = build_routes(settings)
-    previews = []
-    for name, route in routes.items():
+    renderer = renderer or Renderer(settings.templates_dir, settings.notify_timezone)
+    for name, route in build_routes(settings).items():
         accepted = [item for item in items if route.accepts(item)]
         if accepted:
             message = renderer.render_group(name, route.language, accepted)
-            previews.append((name, route.build(message)))
-    return previews
+            found.append(Preview(name, route.language, message, route.build(message)))
+    return found
 
 
 PAYLOAD_BUILDERS: dict[str, Callable[[Message], dict[str, Any]]] = {

@@ -27,7 +27,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     import requests
 
     from .config import Settings
-    from .detect import TargetRecord
     from .notify import Notifier
 
 KINDS = ("dingtalk", "slack")
@@ -329,29 +328,3 @@ def channels_for(notifiers: Mapping[str, Notifier], item: Announcement) -> list[
         for name, notifier in notifiers.items()
         if not isinstance(notifier, Route) or notifier.accepts(item)
     ]
-
-
-class RoutedChannels:
-    """The channels an observation's announcement goes to, known once ``decide`` has run.
-
-    A store calls ``decide`` and then iterates this for the announcement it
-    returned, inside one step; only the channels whose filters take it are listed.
-    """
-
-    def __init__(
-        self,
-        notifiers: Mapping[str, Notifier],
-        decide: Callable[[TargetRecord | None], tuple[TargetRecord, Announcement | None]],
-    ) -> None:
-        self._notifiers = notifiers
-        self._decide = decide
-        self._announcement: Announcement | None = None
-
-    def decide(self, previous: TargetRecord | None) -> tuple[TargetRecord, Announcement | None]:
-        record, self._announcement = self._decide(previous)
-        return record, self._announcement
-
-    def __iter__(self) -> Iterator[str]:
-        if self._announcement is None:
-            return iter(())
-        return iter(channels_for(self._notifiers, self._announcement))

@@ -12,14 +12,14 @@ from functools import partial
 from typing import Any
 
 from .ack import AckClient
-from .detect import observe
+from .detect import NO_NOTICES, Notices, observe
 from .errors import DeliveryError, TemplateError
 from .fetch import fetch_statuses
-from .model import Announcement, Target
+from .model import Announcement, Outcome, Target
 from .notify import Notifier
 from .redaction import REDACTOR
 from .render import Renderer
-from .routing import RoutedChannels, channels_for
+from .routing import channels_for
 from .store import (
     DEFAULT_LEASE,
     DEFAULT_MAX_AGE,
@@ -104,6 +104,7 @@ def run_check(
     dry_run: bool = False,
     deadline: float | None = None,
     exclude: tuple[Target, ...] = (),
+    notices: Notices = NO_NOTICES,
 ) -> Summary:
     """Check every target once and deliver what is owed.
 
@@ -124,6 +125,7 @@ def run_check(
             delivery is started; what is left is counted as ``deferred``
             targets and ``pending`` messages, for the next tick.
         exclude: patterns of addons never to ask about.
+        notices: the opt-in notices (paused, running too long, upgrade available).
 
     Returns:
         The summary of the check.
@@ -158,22 +160,22 @@ def run_check(
         # before any send: a crash now cannot lose the message, and a run beside
         # this one cannot enqueue it twice. Only the channels whose filters take
         # the announcement get an entry.
+        now = clock()
+        decide = partial(observe, current=status, notices=notices, now=now)
         try:
             if dry_run:
-                _, announcement = observe(store.get_target(target), status)
+                _, announcements = decide(store.get_target(target))
             else:
-                routed = RoutedChannels(notifiers, partial(observe, current=status))
-                announcement = store.observe(target, routed.decide, routed, clock())
+                routes = partial(channels_for, notifiers)
+                announcements = store.observe(target, decide, routes, now)
         except CorruptRecordError as exc:
             logger.error("%s", exc)
             summary.errors.append(str(exc))
             continue
-        if announcement is not None:
+        for announcement in announcements:
             summary.changes += 1
             found.append(announcement)
-            logger.info(
-                "%s: task %s ended: %s", target, announcement.task_id, announcement.outcome.value
-            )
+            logger.info("%s: %s", target, _news(announcement))
 
     if dry_run:
         _preview(store.pending().items, found, notifiers, renderer, languages, summary)
@@ -198,6 +200,16 @@ def run_check(
 
     summary.duration_ms = int((time.monotonic() - started) * 1000)
     return summary
+
+
+def _news(item: Announcement) -> str:
+    """One log phrase for an announcement."""
+    if item.outcome.ended:
+        return f"task {item.task_id} ended: {item.outcome.value}"
+    if item.outcome is Outcome.AVAILABLE:
+        moved = f"{item.previous_version} -> " if item.previous_version else ""
+        return f"upgrade available: {moved}{item.version or '?'}"
+    return f"task {item.task_id}: {item.outcome.value} ({item.status})"
 
 
 def _past(deadline: float | None) -> bool:

@@ -28,14 +28,23 @@ from ..errors import StateStoreError
 from ..model import Announcement, Outcome, Target
 
 # Version of every stored JSON document; a record of another version is refused
-# (for that target only) rather than misread.
-FORMAT_VERSION = 1
+# (for that target only) rather than misread. Version 2 added the notice fields
+# of records and announcements; documents of version 1 are still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DEFAULT_MAX_AGE = DEFAULT_DELIVERY_MAX_AGE
 DEFAULT_LEASE = DEFAULT_DELIVERY_LEASE
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
 
-Decide = Callable[[TargetRecord | None], tuple[TargetRecord, Announcement | None]]
+Decide = Callable[[TargetRecord | None], tuple[TargetRecord, list[Announcement]]]
+# The channels of an announcement: the same for all, or chosen per announcement.
+Channels = Iterable[str] | Callable[[Announcement], Iterable[str]]
+
+
+def channels_of(channels: Channels, item: Announcement) -> list[str]:
+    """The channels ``item`` goes to."""
+    return list(channels(item) if callable(channels) else channels)
 
 
 class CorruptRecordError(StateStoreError):
@@ -82,9 +91,11 @@ class Store(Protocol):
     """What a check needs from a state store; ``SqliteStore`` and ``OssStore`` implement it."""
 
     def observe(
-        self, target: Target, decide: Decide, channels: Iterable[str], now: datetime
-    ) -> Announcement | None:
+        self, target: Target, decide: Decide, channels: Channels, now: datetime
+    ) -> list[Announcement]:
         """Atomically read the target's record, ``decide``, and write the new record and outbox.
+
+        Each announcement gets one outbox entry per channel of ``channels``.
 
         Raises ``CorruptRecordError`` when the stored record is unreadable, and
         ``StateStoreError`` when the store cannot be read or written.
@@ -131,9 +142,10 @@ def from_iso(text: str | None) -> datetime | None:
 def check_version(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{what} is not a JSON object")
-    if data.get("v") != FORMAT_VERSION:
+    if data.get("v") not in READABLE_VERSIONS:
         raise ValueError(
-            f"{what} has format {data.get('v')!r}; this release reads {FORMAT_VERSION}"
+            f"{what} has format {data.get('v')!r}; this release reads formats "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     return data
 
@@ -149,6 +161,8 @@ def announcement_to_dict(item: Announcement) -> dict[str, Any]:
         "status": item.status,
         "created_at": iso(item.created_at),
         "finished_at": iso(item.finished_at),
+        "previous_version": item.previous_version,
+        "seen_at": iso(item.seen_at),
     }
 
 
@@ -162,6 +176,8 @@ def announcement_from_dict(data: Any) -> Announcement:
         status=data["status"],
         created_at=from_iso(data["created_at"]),
         finished_at=from_iso(data["finished_at"]),
+        previous_version=data.get("previous_version"),
+        seen_at=from_iso(data.get("seen_at")),
     )
 
 
@@ -181,6 +197,9 @@ def record_to_dict(record: TargetRecord) -> dict[str, Any]:
         "outcome": record.outcome,
         "version": record.version,
         "task_created_at": iso(record.task_created_at),
+        "paused_notified": record.paused_notified,
+        "stuck_notified": record.stuck_notified,
+        "ready_to_upgrade": record.ready_to_upgrade,
     }
 
 
@@ -196,7 +215,17 @@ def record_from_dict(data: Any) -> TargetRecord:
         outcome=data["outcome"],
         version=data["version"],
         task_created_at=from_iso(data["task_created_at"]),
+        # Absent from version 1: nothing told yet, readiness unknown.
+        paused_notified=bool(data.get("paused_notified", False)),
+        stuck_notified=bool(data.get("stuck_notified", False)),
+        ready_to_upgrade=_optional_bool(data.get("ready_to_upgrade")),
     )
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"ready_to_upgrade is {value!r}, not true, false or null")
 
 
 def read_record(text: str | bytes, target: Target, where: str) -> TargetRecord:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -36,12 +36,14 @@ from ..redaction import REDACTOR
 from .base import (
     DEFAULT_MAX_AGE,
     FORMAT_VERSION,
+    Channels,
     Claim,
     Decide,
     OutboxItem,
     PendingScan,
     announcement_from_dict,
     announcement_to_dict,
+    channels_of,
     check_version,
     from_iso,
     iso,
@@ -231,11 +233,11 @@ class OssStore:
         return read_record(text, target, self._where) if text is not None else None
 
     def observe(
-        self, target: Target, decide: Decide, channels: Iterable[str], now: datetime
-    ) -> Announcement | None:
+        self, target: Target, decide: Decide, channels: Channels, now: datetime
+    ) -> list[Announcement]:
         key = _record_key(target)
         previous = self.get_target(target)
-        record, announcement = decide(previous)
+        record, announcements = decide(previous)
 
         # Outbox before record: a run that dies in between leaves the record as it
         # was, so the next run sees the change again and enqueues the same keys,
@@ -244,8 +246,8 @@ class OssStore:
         # the record at once both write it; the later write wins, and if it is the
         # staler answer the change is seen again next tick and finds its outbox
         # entries already there, so nothing is sent twice.
-        if announcement is not None:
-            for channel in channels:
+        for announcement in announcements:
+            for channel in channels_of(channels, announcement):
                 item = OutboxItem(announcement, channel, 0, now)
                 ident = _ident(item)
                 self._put(f"pending/{ident}", {"v": FORMAT_VERSION}, f"enqueue {item.key}")
@@ -257,7 +259,7 @@ class OssStore:
                 )
         if record != previous:
             self._put(key, record_to_dict(record), f"record {target}")
-        return announcement
+        return announcements
 
     # --- outbox ------------------------------------------------------------
 

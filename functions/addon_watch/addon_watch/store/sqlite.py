@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,12 +20,15 @@ from ..errors import StateStoreError
 from ..model import Announcement, Target
 from .base import (
     FORMAT_VERSION,
+    READABLE_VERSIONS,
+    Channels,
     Claim,
     Decide,
     OutboxItem,
     PendingScan,
     announcement_from_json,
     announcement_to_json,
+    channels_of,
     read_record,
     record_to_json,
 )
@@ -94,6 +97,14 @@ class SqliteStore:
                 (found,) = db.execute(
                     "SELECT value FROM meta WHERE key = 'format_version'"
                 ).fetchone()
+                if str(found) in map(str, READABLE_VERSIONS) and str(found) != str(FORMAT_VERSION):
+                    # Older documents stay readable; what is written from now on is
+                    # of this format, which the older release would misread.
+                    db.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'format_version'",
+                        (str(FORMAT_VERSION),),
+                    )
+                    found = str(FORMAT_VERSION)
         except (sqlite3.Error, OSError) as exc:
             raise StateStoreError(
                 f"cannot open the SQLite state store at {path}: {exc}; "
@@ -131,31 +142,34 @@ class SqliteStore:
                 ) from exc
 
     def observe(
-        self, target: Target, decide: Decide, channels: Iterable[str], now: datetime
-    ) -> Announcement | None:
+        self, target: Target, decide: Decide, channels: Channels, now: datetime
+    ) -> list[Announcement]:
         stamp = _ts(now)
         with self._transaction(f"record {target}") as db:
             row = db.execute(
                 "SELECT record FROM targets WHERE target = ?", (target.key,)
             ).fetchone()
             previous = read_record(str(row[0]), target, str(self.path)) if row else None
-            record, announcement = decide(previous)
+            record, announcements = decide(previous)
             db.execute(
                 "INSERT INTO targets (target, record, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (target) DO UPDATE "
                 "SET record = excluded.record, updated_at = excluded.updated_at",
                 (target.key, record_to_json(record), stamp),
             )
-            if announcement is not None:
+            for announcement in announcements:
                 # Keyed by announcement and channel: a second run that saw the same
                 # change adds nothing.
                 body = announcement_to_json(announcement)
                 db.executemany(
                     "INSERT OR IGNORE INTO outbox (announcement_key, channel, announcement, "
                     "state, created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",
-                    [(announcement.key, channel, body, stamp, stamp) for channel in channels],
+                    [
+                        (announcement.key, channel, body, stamp, stamp)
+                        for channel in channels_of(channels, announcement)
+                    ],
                 )
-        return announcement
+        return announcements
 
     def get_target(self, target: Target) -> TargetRecord | None:
         with self._transaction(f"read the record of {target}") as db:
