@@ -252,7 +252,9 @@ def test_api_that_throttles_beyond_two_in_flight_is_met_by_fewer_calls_at_once(
 class _BrokenClient(AckClient):
     """Answers one cluster with a shape that trips the reader."""
 
-    def describe_addons_upgrade_status(self, cluster_id, components):  # type: ignore[no-untyped-def]
+    def describe_addons_upgrade_status(  # type: ignore[no-untyped-def]
+        self, cluster_id, components
+    ):
         if cluster_id == "cbroken":
             raise KeyError("surprise")
         return super().describe_addons_upgrade_status(cluster_id, components)

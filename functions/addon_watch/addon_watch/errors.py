@@ -8,7 +8,7 @@ Every error the package raises on purpose derives from ``AddonWatchError``::
     ├── CredentialsError     no usable Alibaba Cloud credentials
     ├── AckApiError          the ACK OpenAPI answered with an error or garbage
     │   ├── AckTransientError    throttled, 5xx, timeout, reset: worth asking again
-    │   ├── AckPermanentError    refused for good: no such cluster, RAM denied, bad signature
+    │   ├── AckPermanentError    refused for good: cluster gone, RAM denied, bad signature
     │   └── AckMalformedError    an answer that is not the JSON expected (HTML, truncated)
     ├── StateStoreError      the state store cannot be read or written
     ├── TemplateError        a message template failed to load or render

@@ -237,10 +237,11 @@ class SqliteStore:
         self, claim: Claim, now: datetime, assignments: str, params: tuple[object, ...]
     ) -> bool:
         item = claim.item
+        # The assignments are fixed fragments of this module, never data.
+        statement = f"UPDATE outbox SET {assignments}, attempts = attempts + 1, "  # noqa: S608
         with self._transaction(f"record the result for {item.key}") as db:
             changed = db.execute(
-                f"UPDATE outbox SET {assignments}, attempts = attempts + 1, "  # noqa: S608 - fixed fragments
-                "claim_owner = NULL, claim_expires_at = NULL, updated_at = ? "
+                statement + "claim_owner = NULL, claim_expires_at = NULL, updated_at = ? "
                 "WHERE announcement_key = ? AND channel = ? AND claim_owner = ?",
                 (*params, _ts(now), item.announcement.key, item.channel, claim.owner),
             ).rowcount
