@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from .config import LANGUAGES, Env, _parse_base_url
 from .errors import ConfigError
 from .model import Announcement, Outcome
-from .redaction import Secret
+from .redaction import REDACTOR, Secret
 from .render import DingTalkOptions, Message
 
 if TYPE_CHECKING:
@@ -62,6 +62,12 @@ _CHANNEL_KEYS = frozenset(
     }
 )
 _FILTER_KEYS = frozenset({"clusters", "components", "outcomes"})
+# Keys whose values are secret wherever they appear: webhook_url, secret, app_token, ...
+_SECRET_KEY = re.compile(r"(^|_)(url|webhook|secret|token|password|key|sign)(_|$)", re.I)
+# What an error may repeat: a short plain word (a misspelt key, language or outcome).
+_PLAIN_KEY = re.compile(r"^[a-z_]{1,32}$")
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
 _EXAMPLES = {
     "dingtalk": "https://oapi.dingtalk.com/robot/send?access_token=...",
     "slack": "https://hooks.slack.com/services/T.../B.../...",
@@ -172,7 +178,86 @@ def parse_routes(text: str, source: str, env: Mapping[str, str]) -> tuple[Channe
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        # A problem may quote a piece of the file ("found undefined alias '...'").
+        problem = re.sub(
+            r"'[^']{4,}'", "'...'", str(getattr(exc, "problem", "") or "a syntax error")
+        )
+        raise ConfigError(f"{where} is not valid YAML: {problem}") from None
+    # Before any check, so that no error or log line can show a secret of the file.
+    _register_secrets(document, env)
+    try:
+        return _parse_document(document, source, env)
+    except ConfigError as exc:
+        scrubbed = REDACTOR.scrub(str(exc))
+        if scrubbed == str(exc):
+            raise
+        raise ConfigError(scrubbed) from None
+
+
+def _register_secrets(node: object, env: Mapping[str, str], secret: bool = False) -> None:
+    """Tell the redactor every string of the document that may be a secret.
+
+    That is every value under a secret-like key (``webhook_url``, ``secret``,
+    ``*_token``, ...), every string holding ``://`` wherever it is (a URL pasted
+    as a name or a key), and the value of every ``${env:NAME}`` referred to.
+    """
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _register_secrets(key, env, secret)
+            secret_key = isinstance(key, str) and _SECRET_KEY.search(key) is not None
+            _register_secrets(value, env, secret or secret_key)
+    elif isinstance(node, list):
+        for item in node:
+            _register_secrets(item, env, secret)
+    elif isinstance(node, str):
+        names = _ENV_REF.findall(node)
+        for name in names:
+            REDACTOR.register(env.get(name, ""))
+        if secret or "://" in node:
+            # The reference itself is no secret, and errors name it: only its value is.
+            REDACTOR.register(_ENV_REF.sub(lambda m: env.get(m.group(1), ""), node))
+    elif secret and isinstance(node, (int, float)) and not isinstance(node, bool):
+        REDACTOR.register(str(node))
+
+
+def _shown(value: object) -> str:
+    """A wrong value as an error may show it: a short plain word, else only its kind and size."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    text = str(value)
+    if isinstance(value, str) and _PLAIN_VALUE.match(text) and REDACTOR.scrub(text) == text:
+        return repr(text)
+    kind = "a value" if isinstance(value, str) else f"a {type(value).__name__}"
+    return f"({kind} of {len(text)} characters, not shown: it may be a secret)"
+
+
+def _unknown_keys(mapping: dict[Any, Any], known: frozenset[str], where: str) -> None:
+    """Refuse keys outside ``known``; one that looks like a value is named by position only."""
+    shown, hidden = [], False
+    for position, key in enumerate(mapping, start=1):
+        if isinstance(key, str) and key in known:
+            continue
+        if isinstance(key, str) and _PLAIN_KEY.match(key) and REDACTOR.scrub(key) == key:
+            shown.append(repr(key))
+        else:
+            shown.append(f"key {position} (not shown)")
+            hidden = True
+    if not shown:
+        return
+    hint = (
+        "; a key not shown looks like a value, perhaps a URL or secret: write it after its "
+        "key, e.g. 'webhook_url: ...'"
+        if hidden
+        else ""
+    )
+    raise ConfigError(
+        f"{where} has unknown keys [{', '.join(shown)}]; known: {sorted(known)}{hint}"
+    )
+
+
+def _parse_document(
+    document: object, source: str, env: Mapping[str, str]
+) -> tuple[ChannelSpec, ...]:
     channels = document.get("channels") if isinstance(document, dict) else None
     if not isinstance(channels, list) or not channels:
         raise ConfigError(f"{source} must hold a non-empty list 'channels:'; see the README")
@@ -189,16 +274,15 @@ def parse_routes(text: str, source: str, env: Mapping[str, str]) -> tuple[Channe
 def _parse_channel(entry: object, where: str, env: Mapping[str, str]) -> ChannelSpec:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} is not a mapping with name, type and webhook_url")
-    unknown = sorted(set(map(str, entry)) - _CHANNEL_KEYS)
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {unknown}; known: {sorted(_CHANNEL_KEYS)}")
-    name, kind = str(entry.get("name", "")), str(entry.get("type", ""))
-    if not _NAME.match(name):
+    _unknown_keys(entry, _CHANNEL_KEYS, where)
+    name, kind = entry.get("name", ""), _lower(entry.get("type", ""))
+    if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(
-            f"{where}: name {name!r} must be lower-case letters, digits, '-' or '_', e.g. 'ops'"
+            f"{where}: name {_shown(name)} must be lower-case letters, digits, '-' or '_', "
+            "e.g. 'ops'"
         )
     if kind not in KINDS:
-        raise ConfigError(f"{where} ({name}): type {kind!r} must be one of {list(KINDS)}")
+        raise ConfigError(f"{where} ({name}): type {_shown(kind)} must be one of {list(KINDS)}")
     where = f"{where} ({kind}:{name})"
 
     url = _resolve(entry.get("webhook_url"), f"{where}.webhook_url", env)
@@ -206,9 +290,9 @@ def _parse_channel(entry: object, where: str, env: Mapping[str, str]) -> Channel
         raise ConfigError(f"{where}.webhook_url is missing; e.g. {_EXAMPLES[kind]}")
     webhook = Secret(_parse_base_url(f"{where}.webhook_url", url, _EXAMPLES[kind], True))
     secret = _resolve(entry.get("secret"), f"{where}.secret", env)
-    language = entry.get("language")
+    language = _lower(entry.get("language"))
     if language is not None and language not in LANGUAGES:
-        raise ConfigError(f"{where}.language is {language!r}; expected 'zh' or 'en'")
+        raise ConfigError(f"{where}.language is {_shown(language)}; expected 'zh' or 'en'")
     if kind == "slack" and any(k in entry for k in ("secret", "keyword", "at_mobiles")):
         raise ConfigError(f"{where}: secret, keyword and mentions apply to DingTalk only")
 
@@ -222,7 +306,7 @@ def _parse_channel(entry: object, where: str, env: Mapping[str, str]) -> Channel
         dingtalk=DingTalkOptions(
             at_mobiles=_strings(entry.get("at_mobiles"), f"{where}.at_mobiles"),
             at_user_ids=_strings(entry.get("at_user_ids"), f"{where}.at_user_ids"),
-            at_all=entry.get("at_all") is True,
+            at_all=_flag(entry.get("at_all"), f"{where}.at_all"),
             keyword=str(entry["keyword"]) if entry.get("keyword") else None,
         ),
     )
@@ -244,11 +328,26 @@ def _resolve(value: object, where: str, env: Mapping[str, str]) -> str | None:
     return _ENV_REF.sub(replace, value).strip()
 
 
-def _strings(value: object, where: str) -> tuple[str, ...]:
+def _lower(value: object) -> object:
+    """A word of a closed set (type, language, outcome) in any case."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _flag(value: object, where: str) -> bool:
+    """A YAML boolean, or a word for one in any case: true/false, yes/no, 1/0; unset is false."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    word = _lower(str(value)) if isinstance(value, (str, int)) else None
+    if word in _TRUE_WORDS or word in _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    raise ConfigError(f"{where} is {_shown(value)}; expected true or false (or yes/no, 1/0)")
+
+
+def _strings(value: object, where: str, example: str = "['13800000000']") -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
-        raise ConfigError(f"{where} must be a list of strings, e.g. ['13800000000']")
+        raise ConfigError(f"{where} must be a list of strings, e.g. {example}")
     return tuple(str(v).lstrip("@") for v in value)
 
 
@@ -257,17 +356,18 @@ def _parse_filter(value: object, where: str) -> RouteFilter:
         return RouteFilter()
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a mapping of clusters, components and outcomes")
-    unknown = sorted(set(map(str, value)) - _FILTER_KEYS)
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {unknown}; known: {sorted(_FILTER_KEYS)}")
-    outcomes = _strings(value.get("outcomes"), f"{where}.outcomes")
+    _unknown_keys(value, _FILTER_KEYS, where)
+    outcomes = _strings(value.get("outcomes"), f"{where}.outcomes", "[failed, canceled]")
+    outcomes = tuple(outcome.lower() for outcome in outcomes)
     known = {outcome.value for outcome in Outcome}
-    wrong = sorted(set(outcomes) - known)
+    wrong = [_shown(outcome) for outcome in sorted(set(outcomes) - known)]
     if wrong:
-        raise ConfigError(f"{where}.outcomes has {wrong}; expected some of {sorted(known)}")
+        raise ConfigError(
+            f"{where}.outcomes has [{', '.join(wrong)}]; expected some of {sorted(known)}"
+        )
     return RouteFilter(
-        clusters=_strings(value.get("clusters"), f"{where}.clusters"),
-        components=_strings(value.get("components"), f"{where}.components"),
+        clusters=_strings(value.get("clusters"), f"{where}.clusters", "['c0123*']"),
+        components=_strings(value.get("components"), f"{where}.components", "['nginx-*']"),
         outcomes=frozenset(outcomes),
     )
 
