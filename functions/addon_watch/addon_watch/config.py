@@ -74,11 +74,20 @@ _COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _OSS_HOST = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
-_DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
+_DURATION = re.compile(r"^([0-9]+)\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 DEFAULT_DELIVERY_MAX_AGE = timedelta(hours=24)
 DEFAULT_DELIVERY_LEASE = timedelta(minutes=10)
+# The longest each duration may be, with a usual value: longer is a typo, and would
+# overflow the date arithmetic of every run.
+_MAX_DURATIONS = {
+    "DELIVERY_MAX_AGE": (timedelta(days=30), "24h"),
+    "DELIVERY_LEASE": (timedelta(days=1), "10m"),
+    "NOTIFY_STUCK_AFTER": (timedelta(days=30), "2h"),
+}
+# More digits than any allowed duration has, even in seconds.
+_MAX_DURATION_DIGITS = 12
 # A target's cluster may be "*" (every cluster) and its component a glob ("*", "nginx-*").
 ANY = "*"
 _GLOB_CHARS = frozenset("*?[")
@@ -231,7 +240,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         slack_webhook_url=_webhook(Env.SLACK_WEBHOOK_URL, get(Env.SLACK_WEBHOOK_URL)),
         notify_language=_parse_language(get(Env.NOTIFY_LANGUAGE)),
         notify_timezone=_parse_timezone(get(Env.NOTIFY_TIMEZONE)),
-        templates_dir=Path(get(Env.TEMPLATES_DIR)) if get(Env.TEMPLATES_DIR) else None,
+        templates_dir=_parse_templates_dir(get(Env.TEMPLATES_DIR)),
         running_in_fc=running_in_fc,
         http_auth=_parse_http_auth(get(Env.HTTP_AUTH)),
         http_token=_parse_http_token(get(Env.HTTP_TOKEN)),
@@ -334,6 +343,12 @@ def _parse_state_store(
             "(e.g. 'sqlite:///var/lib/ack-addon-watch/state.sqlite3') or oss://BUCKET/PREFIX "
             "(e.g. 'oss://my-bucket/ack-addon-watch')"
         )
+    if value and not rest.startswith("/"):
+        raise ConfigError(
+            f"{Env.STATE_STORE} is {value!r}, whose path {rest!r} is relative (it would depend "
+            "on the working directory); write sqlite:// and an absolute path, three slashes "
+            "in all, e.g. 'sqlite:///var/lib/ack-addon-watch/state.sqlite3'"
+        )
     path = Path(rest) if value else default_state_path(env, running_in_fc)
     # Function Compute discards /tmp with the instance, and with it every record
     # and undelivered message: refuse unless the user accepted that.
@@ -391,12 +406,29 @@ def _parse_duration(name: str, value: str, default: timedelta) -> timedelta:
     if not value:
         return default
     match = _DURATION.match(value.lower())
-    if match is None or int(match.group(1)) == 0:
+    if match is None or not match.group(1).lstrip("0"):
         raise ConfigError(
             f"{name} is {value!r}; expected a positive duration such as '90s', '15m', '24h' "
             "or '2d' (a bare number is seconds)"
         )
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    most, example = _MAX_DURATIONS.get(name, (timedelta(days=30), "24h"))
+    digits = match.group(1).lstrip("0")
+    seconds = int(digits) * _UNITS[match.group(2)] if len(digits) <= _MAX_DURATION_DIGITS else 0
+    if not 0 < seconds <= most.total_seconds():
+        shown = value if len(value) <= 24 else f"{value[:20]}..."
+        raise ConfigError(
+            f"{name} is {shown!r}, too long; expected at most {_span(most)}, e.g. '{example}'"
+        )
+    return timedelta(seconds=seconds)
+
+
+def _span(delta: timedelta) -> str:
+    """A duration in the largest whole unit: '30d', '90m'."""
+    seconds = int(delta.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
 
 
 def _parse_access_key(key_id: str, key_secret: str, token: str) -> AccessKey | None:
@@ -457,9 +489,23 @@ def _parse_concurrency(value: str) -> int:
 
 
 def _parse_language(value: str) -> str | None:
-    if value and value not in LANGUAGES:
+    if value and value.lower() not in LANGUAGES:
         raise ConfigError(f"{Env.NOTIFY_LANGUAGE} is {value!r}; expected 'zh' or 'en' (or unset)")
-    return value or None
+    return value.lower() or None
+
+
+def _parse_templates_dir(value: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise ConfigError(
+            f"{Env.TEMPLATES_DIR} is {value!r}, which {what}; name a directory holding the "
+            "templates to override, e.g. dingtalk.zh.j2 or slack.en.j2 (the others stay "
+            "built-in), or leave it unset"
+        )
+    return path
 
 
 def _parse_timezone(value: str) -> str | None:

@@ -109,6 +109,9 @@ def _covered(target: Target, watched: tuple[Target, ...]) -> bool:
 
 def _options(data: object, accepted: tuple[str, ...], where: str) -> dict[str, Any]:
     """A JSON object of invocation options with no key outside ``accepted``."""
+    if data is None:
+        # A timer payload of JSON null: the same as none.
+        return {}
     if isinstance(data, str):
         if not data.strip():
             return {}
