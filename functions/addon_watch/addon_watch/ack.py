@@ -61,6 +61,25 @@ def parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def task_id_of(created_raw: str, created: datetime | None, finished: datetime | None) -> str:
+    """A task's identity: its creation instant in one form, whatever form ACK sent it in.
+
+    The form, UTC ``YYYY-MM-DDTHH:MM:SSZ``, is ACK's usual one, so ids stored by
+    earlier releases still match. Without a creation time (ACK's zero time) an
+    ended task is told apart by when it ended; a creation time that cannot be
+    read is kept as sent.
+    """
+    if created is not None:
+        return _instant(created)
+    if created_raw.strip() and not created_raw.startswith(ZERO_TIME_PREFIX):
+        return created_raw
+    return f"finished:{_instant(finished)}" if finished is not None else ""
+
+
+def _instant(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _as_bool(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() == "true"
@@ -94,11 +113,12 @@ def parse_upgrade_status(target: Target, body: object) -> AddonStatus:
     task = None
     if isinstance(tasks, dict) and (tasks.get("status") or tasks.get("is_canceled")):
         created_raw = _as_text(tasks.get("created_at"))
+        created, finished = parse_time(created_raw), parse_time(tasks.get("finished_at"))
         task = Task(
-            task_id="" if created_raw.startswith(ZERO_TIME_PREFIX) else created_raw,
+            task_id=task_id_of(created_raw, created, finished),
             status=_as_text(tasks.get("status")),
-            created_at=parse_time(created_raw),
-            finished_at=parse_time(tasks.get("finished_at")),
+            created_at=created,
+            finished_at=finished,
             is_canceled=_as_bool(tasks.get("is_canceled")),
         )
     elif tasks is not None and not isinstance(tasks, dict):

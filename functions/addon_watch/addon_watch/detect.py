@@ -95,10 +95,11 @@ def observe(
         )
         return record, _available(previous, current, [], notices, now)
     record = record_of(current)
+    same = previous is not None and task is not None and _same_task(previous, task, current)
     if (
         previous is not None
         and task is not None
-        and previous.task_id != task.task_id
+        and not same
         and previous.task_created_at
         and task.created_at
         and task.created_at < previous.task_created_at
@@ -114,7 +115,7 @@ def observe(
         return previous, []
     if task is None:
         return record, []
-    if previous is not None and previous.task_id == task.task_id:
+    if previous is not None and same:
         record = replace(
             record,
             paused_notified=previous.paused_notified,
@@ -125,7 +126,7 @@ def observe(
     if (
         previous is not None
         and outcome is not None
-        and (previous.task_id != task.task_id or previous.outcome != outcome.value)
+        and (not same or previous.outcome != outcome.value)
     ):
         found.append(_about(task, current, outcome))
     if outcome is None:
@@ -133,6 +134,28 @@ def observe(
         found += notes
     found += _available(previous, current, found, notices, now)
     return record, found
+
+
+def _same_task(previous: TargetRecord, task: Task, current: AddonStatus) -> bool:
+    """Whether the answer's task is the recorded one.
+
+    Ids match; or the creation times do (a record whose id kept another form of
+    the time); or a record of an earlier release kept a task without creation
+    time under the empty id, and the answer shows an ended task with the same
+    outcome and version, which it now tells apart by its end time.
+    """
+    if previous.task_id == task.task_id:
+        return True
+    if previous.task_created_at is not None and previous.task_created_at == task.created_at:
+        return True
+    outcome = task.outcome
+    return (
+        previous.task_id == ""
+        and task.task_id.startswith("finished:")
+        and outcome is not None
+        and previous.outcome == outcome.value
+        and previous.version == current.version
+    )
 
 
 def _about(

@@ -45,6 +45,7 @@ TERMINAL_STATUSES = {
     "success": Outcome.SUCCESS,
     "failed": Outcome.FAILED,
     "canceled": Outcome.CANCELED,
+    "cancelled": Outcome.CANCELED,
 }
 KNOWN_STATUSES = RUNNING_STATUSES | frozenset(TERMINAL_STATUSES)
 ENDED = frozenset(TERMINAL_STATUSES.values())
@@ -52,7 +53,7 @@ ENDED = frozenset(TERMINAL_STATUSES.values())
 
 @dataclass(frozen=True)
 class Task:
-    """The upgrade task an addon reports; ``task_id`` is its creation time as sent."""
+    """The upgrade task an addon reports; ``task_id`` is its creation time (see ack.task_id_of)."""
 
     task_id: str
     status: str

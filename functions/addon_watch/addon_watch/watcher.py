@@ -150,11 +150,12 @@ def run_check(
         target = status.target
         summary.checked += 1
         if status.task is not None and not status.task.status_known:
-            logger.warning(
-                "%s reports an unknown task status %r; treated as not finished",
-                target,
-                status.task.status,
+            unknown = (
+                f"{target} reports an unknown task status {status.task.status[:40]!r}; treated "
+                "as not finished; check the task in the ACK console (a newer release may know it)"
             )
+            logger.warning("%s", unknown)
+            summary.errors.append(unknown)
 
         # Read, compare and write the record and its outbox entries as one step,
         # before any send: a crash now cannot lose the message, and a run beside
