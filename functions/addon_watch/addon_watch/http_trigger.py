@@ -7,8 +7,9 @@ Routes::
     GET  /status                the last known state of every target, from the store only
     GET  /healthz               liveness; the only route that needs no credentials
 
-An unknown path is a 404, a known path with the wrong method a 405 (with
-``Allow``), bad input a 400, missing or wrong credentials a 401. Anything
+Missing or wrong credentials are a 401 whatever the path (only ``/healthz`` is
+open), so a caller without them cannot map the routes; then an unknown path is
+a 404, a known path with the wrong method a 405 (with ``Allow``), bad input a 400. Anything
 unexpected is a 500 whose body holds nothing but the request id; the details
 are logged under that id.
 """
@@ -196,6 +197,25 @@ def dispatch(request: HttpRequest, actions: Actions) -> tuple[dict[str, Any], di
         EventError: for bad input (the caller answers 400).
         Exception: anything else, which the caller answers with a bare 500.
     """
+    # Authenticate before routing: a caller without credentials must not learn,
+    # from a 404 or a 405, which routes exist. Only the public routes come first.
+    settings = None
+    if request.path not in PUBLIC_ROUTES:
+        settings = actions.settings()
+        reason = refusal(settings, request)
+        if reason is not None:
+            logger.warning(
+                "refused %s %s from %s: %s", request.method, request.path, request.source_ip, reason
+            )
+            return (
+                response(
+                    401,
+                    {"error": "unauthorized: send 'Authorization: Bearer <token>'"},
+                    {"WWW-Authenticate": 'Bearer realm="ack-addon-watch"'},
+                ),
+                {},
+            )
+
     allowed = ROUTES.get(request.path)
     if allowed is None:
         return response(404, {"error": f"no route {request.path}", "routes": sorted(ROUTES)}), {}
@@ -208,23 +228,9 @@ def dispatch(request: HttpRequest, actions: Actions) -> tuple[dict[str, Any], di
             ),
             {},
         )
-    if request.path in PUBLIC_ROUTES:
+    if settings is None:
+        # A public route, which needs nothing: /healthz.
         return response(200, {"status": "ok"}), {}
-
-    settings = actions.settings()
-    reason = refusal(settings, request)
-    if reason is not None:
-        logger.warning(
-            "refused %s %s from %s: %s", request.method, request.path, request.source_ip, reason
-        )
-        return (
-            response(
-                401,
-                {"error": "unauthorized: send 'Authorization: Bearer <token>'"},
-                {"WWW-Authenticate": 'Bearer realm="ack-addon-watch"'},
-            ),
-            {},
-        )
 
     if request.path == "/status":
         _only_query(request, ())
