@@ -275,10 +275,11 @@ def _parse_channel(entry: object, where: str, env: Mapping[str, str]) -> Channel
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} is not a mapping with name, type and webhook_url")
     _unknown_keys(entry, _CHANNEL_KEYS, where)
-    name, kind = entry.get("name", ""), _lower(entry.get("type", ""))
-    if not isinstance(name, str) or not _NAME.match(name):
+    raw_name, kind = entry.get("name", ""), _lower(entry.get("type", ""))
+    name = str(raw_name)
+    if not _NAME.match(name):
         raise ConfigError(
-            f"{where}: name {_shown(name)} must be lower-case letters, digits, '-' or '_', "
+            f"{where}: name {_shown(raw_name)} must be lower-case letters, digits, '-' or '_', "
             "e.g. 'ops'"
         )
     if kind not in KINDS:
