@@ -237,3 +237,20 @@ def test_parse_routes_type_any_case_keeps_channel_name_lower_case() -> None:
     (spec,) = parse_routes(text, "routes.yaml", {})
 
     assert (spec.name, spec.kind) == ("slack:ops", "slack")
+
+
+def test_parse_routes_numeric_name_read_as_text() -> None:
+    text = "channels:\n  - {name: 123, type: slack, webhook_url: 'https://h/s'}"
+
+    (spec,) = parse_routes(text, "routes.yaml", {})
+
+    assert spec.name == "slack:123"
+
+
+def test_parse_routes_yaml_error_does_not_quote_the_file() -> None:
+    text = "channels:\n  - {name: ops, type: slack, webhook_url: *SECRETaliasK9}\n"
+
+    with pytest.raises(ConfigError) as caught:
+        parse_routes(text, "routes.yaml", {})
+
+    assert "not valid YAML" in str(caught.value) and "SECRETaliasK9" not in str(caught.value)
