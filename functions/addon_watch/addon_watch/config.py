@@ -7,6 +7,7 @@ settings easy to build in tests and in the demo.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -79,6 +80,9 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 DEFAULT_DELIVERY_MAX_AGE = timedelta(hours=24)
 DEFAULT_DELIVERY_LEASE = timedelta(minutes=10)
+# The shortest lease: one Slack send may take three requests of up to 15 s each
+# (connect and read timeouts) and 30 s of waiting out 429s; plus a margin.
+MIN_DELIVERY_LEASE = timedelta(minutes=2)
 # A target's cluster may be "*" (every cluster) and its component a glob ("*", "nginx-*").
 ANY = "*"
 _GLOB_CHARS = frozenset("*?[")
@@ -258,7 +262,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.dingtalk_secret and not settings.dingtalk_webhook_url:
         raise ConfigError(f"{Env.DINGTALK_SECRET} is set but {Env.DINGTALK_WEBHOOK_URL} is not")
+    _check_lease(settings.delivery_lease, settings.function_timeout, get(Env.DELIVERY_LEASE))
     return settings
+
+
+def _check_lease(lease: timedelta, function_timeout: float | None, value: str) -> None:
+    """A lease shorter than a send, or than a run, lets a second run send the same message."""
+    shortest = MIN_DELIVERY_LEASE
+    why = "the time one delivery can take"
+    if function_timeout is not None and function_timeout > shortest.total_seconds():
+        shortest = timedelta(seconds=math.ceil(function_timeout))
+        why = f"{Env.FUNCTION_TIMEOUT} ({function_timeout:g} s)"
+    if lease < shortest:
+        raise ConfigError(
+            f"{Env.DELIVERY_LEASE} is {value or str(lease)!r}, shorter than {why}: another run "
+            f"could take over a message while it is being sent, and send it again; set it to "
+            f"at least '{int(shortest.total_seconds())}s' (the default is '10m')"
+        )
 
 
 def parse_targets(text: str) -> tuple[Target, ...]:
