@@ -1,7 +1,8 @@
 """Delivery under hostile answers: garbage Retry-After, endless 429s, late answers, throttling.
 
-Every channel here is a real notifier posting to the loopback webhook receiver,
-and every outbox a real store; waits are recorded by an injected ``sleep``.
+The channels are real notifiers posting to the loopback webhook receiver (and
+one deliberately broken one), every outbox a real store; waits are recorded by
+an injected ``sleep``.
 """
 
 from __future__ import annotations
@@ -402,6 +403,8 @@ def test_delivery_lease_shorter_than_a_send_or_the_function_is_refused(
         ({"DELIVERY_LEASE": "2m"}, timedelta(minutes=2)),
         ({"DELIVERY_LEASE": "10m", "FUNCTION_TIMEOUT": "600"}, timedelta(minutes=10)),
         ({"FUNCTION_TIMEOUT": "120"}, timedelta(minutes=10)),
+        # Unset, the lease stretches to a function that may run longer than its default.
+        ({"FUNCTION_TIMEOUT": "900"}, timedelta(minutes=15)),
     ],
 )
 def test_delivery_lease_long_enough_is_accepted(
