@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -74,8 +74,10 @@ def deliver(
     *,
     renderer: Renderer | None = None,
     languages: Mapping[str, str] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Summary:
     """One tick with nothing to ask ACK: only the outbox is worked through."""
+    moment = {"clock": clock} if clock is not None else {}
     return run_check(
         targets=(),
         client=AckClient("http://127.0.0.1:9", _no_credentials),
@@ -84,6 +86,7 @@ def deliver(
         renderer=renderer or Renderer(),
         languages=languages or dict.fromkeys(notifiers, "en"),
         trigger="test",
+        **moment,
     )
 
 

@@ -402,5 +402,6 @@ def test_dingtalk_throttle_hold_outlives_the_invocation_in_a_warm_instance(
     enqueue(store, [announcement("flexvolume")], ["dingtalk"])
     later = deliver(store, build_routes(settings))
 
+    # The hold is recorded in the store, so the later run does not even claim them.
     assert len(webhooks.received) == 1
-    assert later.pending == 2 and "is held for another" in later.errors[0]
+    assert later.pending == 2 and later.errors == [] and later.sent == 0

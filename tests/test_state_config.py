@@ -102,12 +102,12 @@ def test_state_store_settings_malformed_name_the_variable(
 
 
 def test_state_store_delivery_durations_parse_units() -> None:
-    settings = load_settings({**BASE, "DELIVERY_MAX_AGE": "2d", "DELIVERY_LEASE": "90"})
+    settings = load_settings({**BASE, "DELIVERY_MAX_AGE": "2d", "DELIVERY_LEASE": "150"})
     default = load_settings(BASE)
 
     assert (settings.delivery_max_age, settings.delivery_lease) == (
         timedelta(days=2),
-        timedelta(seconds=90),
+        timedelta(seconds=150),
     )
     assert (default.delivery_max_age, default.delivery_lease) == (
         timedelta(hours=24),

@@ -61,6 +61,7 @@ class WebhookReceiver(LoopbackServer):
             "dingtalk": [],
             "slack": [],
         }
+        self.delays: dict[str, list[float]] = {"dingtalk": [], "slack": []}
         self._lock = threading.Lock()
 
     @property
@@ -93,6 +94,10 @@ class WebhookReceiver(LoopbackServer):
             (status, json.dumps(body) if isinstance(body, dict) else body, headers or {})
         )
 
+    def delay(self, channel: str, seconds: float) -> None:
+        """Handle the next message to this channel as usual, but answer ``seconds`` later."""
+        self.delays[channel].append(seconds)
+
     def delivered(self, channel: str) -> list[Any]:
         """Payloads this channel accepted, in order."""
         with self._lock:
@@ -100,6 +105,14 @@ class WebhookReceiver(LoopbackServer):
 
     def respond(self, request: Request) -> tuple[int, dict[str, str], bytes]:
         channel = "dingtalk" if request.raw_path == "/robot/send" else "slack"
+        with self._lock:
+            delay = self.delays[channel].pop(0) if self.delays[channel] else 0.0
+        answer = self._answer(channel, request)
+        # Recorded first: like a real webhook, it acts on the message before answering late.
+        time.sleep(delay)
+        return answer
+
+    def _answer(self, channel: str, request: Request) -> tuple[int, dict[str, str], bytes]:
         try:
             payload = json.loads(request.body)
         except ValueError:

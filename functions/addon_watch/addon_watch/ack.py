@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -31,6 +32,7 @@ from .errors import AckApiError, AckMalformedError, AckPermanentError, AckTransi
 from .model import AddonStatus, Target, Task
 from .redaction import REDACTOR
 from .signer import canonical_query, signed_headers
+from .waits import parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -589,14 +591,15 @@ def _read(response: requests.Response, action: str, what: str) -> Any:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The wait the API asked for, in seconds: ``x-acs-retry-after`` is in milliseconds."""
+    """The wait the API asked for, in seconds: ``x-acs-retry-after`` is in milliseconds.
+
+    None when it asked for none; garbage, NaN and infinities count as not asking,
+    and a wait is at most an hour.
+    """
     for name, scale in (("x-acs-retry-after", 1000.0), ("retry-after", 1.0)):
-        try:
-            value = float(headers.get(name) or "")
-        except ValueError:
-            continue
+        value = parse_retry_after(headers.get(name), default=math.nan, scale=scale, minimum=0.0)
         if value > 0:
-            return value / scale
+            return value
     return None
 
 

@@ -7,6 +7,7 @@ settings easy to build in tests and in the demo.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -88,6 +89,9 @@ _MAX_DURATIONS = {
 }
 # More digits than any allowed duration has, even in seconds.
 _MAX_DURATION_DIGITS = 12
+# The shortest lease: one Slack send may take three requests of up to 15 s each
+# (connect and read timeouts) and 30 s of waiting out 429s; plus a margin.
+MIN_DELIVERY_LEASE = timedelta(minutes=2)
 # A target's cluster may be "*" (every cluster) and its component a glob ("*", "nginx-*").
 ANY = "*"
 _GLOB_CHARS = frozenset("*?[")
@@ -250,8 +254,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         delivery_max_age=_parse_duration(
             Env.DELIVERY_MAX_AGE, get(Env.DELIVERY_MAX_AGE), DEFAULT_DELIVERY_MAX_AGE
         ),
-        delivery_lease=_parse_duration(
-            Env.DELIVERY_LEASE, get(Env.DELIVERY_LEASE), DEFAULT_DELIVERY_LEASE
+        delivery_lease=_parse_lease(
+            get(Env.DELIVERY_LEASE), _parse_timeout(get(Env.FUNCTION_TIMEOUT))
         ),
         exclude=parse_exclude(get(Env.WATCH_EXCLUDE)),
         ack_concurrency=_parse_concurrency(get(Env.ACK_CONCURRENCY)),
@@ -268,6 +272,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if settings.dingtalk_secret and not settings.dingtalk_webhook_url:
         raise ConfigError(f"{Env.DINGTALK_SECRET} is set but {Env.DINGTALK_WEBHOOK_URL} is not")
     return settings
+
+
+def _parse_lease(value: str, function_timeout: float | None) -> timedelta:
+    """A lease shorter than a send, or than a run, lets a second run send the same message."""
+    shortest = MIN_DELIVERY_LEASE
+    why = "the time one delivery can take"
+    if function_timeout is not None and function_timeout > shortest.total_seconds():
+        shortest = timedelta(seconds=math.ceil(function_timeout))
+        why = f"{Env.FUNCTION_TIMEOUT} ({function_timeout:g} s)"
+    if not value:
+        # Unset: the default, stretched to a function whose timeout is longer.
+        return max(DEFAULT_DELIVERY_LEASE, shortest)
+    lease = _parse_duration(Env.DELIVERY_LEASE, value, DEFAULT_DELIVERY_LEASE)
+    if lease < shortest:
+        raise ConfigError(
+            f"{Env.DELIVERY_LEASE} is {value!r}, shorter than {why}: another run could take "
+            "over a message while it is being sent, and send it again; set it to at least "
+            f"'{int(shortest.total_seconds())}s' (the default is '10m')"
+        )
+    return lease
 
 
 def parse_targets(text: str) -> tuple[Target, ...]:

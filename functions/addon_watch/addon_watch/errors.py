@@ -86,7 +86,9 @@ class DeliveryError(AddonWatchError):
     ``permanent`` is true when sending the same message again cannot succeed
     without a change of configuration (revoked webhook, bad signing secret).
     ``retry_after`` is set when the destination throttles: the seconds to wait
-    before the next message, which must not be sent sooner.
+    before the next message, which must not be sent sooner. ``ambiguous`` is
+    true when the request was sent and no answer came (a read timeout, a
+    connection dropped after sending): the message may have been delivered.
     """
 
     def __init__(
@@ -96,8 +98,10 @@ class DeliveryError(AddonWatchError):
         channel: str,
         permanent: bool = False,
         retry_after: float | None = None,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(message)
         self.channel = channel
         self.permanent = permanent
         self.retry_after = retry_after
+        self.ambiguous = ambiguous

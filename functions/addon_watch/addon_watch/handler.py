@@ -129,11 +129,13 @@ def _options(data: object, accepted: tuple[str, ...], where: str) -> dict[str, A
     return data
 
 
-def build_notifiers(settings: Settings, session: requests.Session) -> dict[str, Notifier]:
-    """One notifier for each configured channel, with its filter."""
+def build_notifiers(
+    settings: Settings, session: requests.Session, deadline: float | None = None
+) -> dict[str, Notifier]:
+    """One notifier for each configured channel, with its filter and the invocation's deadline."""
     from .routing import build_routes
 
-    return dict(build_routes(settings, session))
+    return dict(build_routes(settings, session, deadline))
 
 
 def check(
@@ -177,7 +179,7 @@ def check(
             targets=targets or settings.targets,
             client=client,
             store=store,
-            notifiers=build_notifiers(settings, session),
+            notifiers=build_notifiers(settings, session, deadline),
             # Cluster names are looked up only when a message is rendered, once a run.
             renderer=Renderer(
                 settings.templates_dir, settings.notify_timezone, cluster_names=client.cluster_names

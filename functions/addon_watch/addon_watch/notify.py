@@ -22,10 +22,12 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from .errors import DeliveryError
 from .redaction import REDACTOR, Secret
 from .render import DingTalkOptions, Message, body_bytes, dingtalk_payload, slack_payload
+from .waits import SHORTEST_WAIT, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,12 @@ DINGTALK_RATE = 20  # messages a minute per robot
 DINGTALK_RATE_PERIOD = 60.0
 # After a 130101 DingTalk throttles the robot for about ten minutes.
 DINGTALK_THROTTLE_HOLD = 600.0
-# Longest a Slack 429 is waited out inside one invocation; longer is deferred.
+# Longest that one Slack send waits out 429s in all, and how many times it asks
+# again; a longer wait, or a third 429, is deferred to a later tick.
 SLACK_MAX_WAIT = 30.0
+SLACK_RETRIES = 2
+# A 429 from DingTalk without a usable Retry-After.
+DINGTALK_DEFAULT_WAIT = 60.0
 
 _TOKEN_HINT = "check the access_token in the robot's webhook URL (DINGTALK_WEBHOOK_URL)"
 _TOO_LONG = "the message is too long for DingTalk; this is a bug: messages are cut to fit"
@@ -161,7 +167,12 @@ def _snippet(text: str) -> str:
 
 
 def _post(
-    session: requests.Session, url: str, payload: dict[str, Any], channel: str, what: str
+    session: requests.Session,
+    url: str,
+    payload: dict[str, Any],
+    channel: str,
+    what: str,
+    timeouts: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
 ) -> requests.Response:
     try:
         # Sent as compact UTF-8 JSON: the very bytes the size limits were measured on.
@@ -169,18 +180,39 @@ def _post(
             url,
             data=body_bytes(payload),
             headers={"Content-Type": "application/json; charset=utf-8"},
-            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+            timeout=timeouts,
         )
-    except requests.Timeout as exc:
-        # NOTE: a read timeout is ambiguous: the message may have arrived. Retrying
-        # risks a duplicate, giving up risks a loss; it is retried, as losing is worse.
-        raise DeliveryError(
-            f"{what} did not answer in time ({type(exc).__name__})", channel=channel
-        ) from None
     except requests.RequestException as exc:
+        if _maybe_sent(exc):
+            raise DeliveryError(
+                f"{what} did not answer after the message was sent ({type(exc).__name__}): "
+                "it may have arrived",
+                channel=channel,
+                ambiguous=True,
+            ) from None
         raise DeliveryError(
             f"{what} could not be reached ({type(exc).__name__})", channel=channel
         ) from None
+
+
+def _maybe_sent(exc: requests.RequestException) -> bool:
+    """True when the request may have reached the webhook: it was sent, and no answer came.
+
+    A connect timeout, a refused connection, a name that does not resolve or a
+    failed TLS handshake happen before anything is sent; a read timeout, or a
+    connection dropped while waiting for the answer, happen after.
+    """
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return False
+    if isinstance(exc, (requests.ReadTimeout, requests.exceptions.ChunkedEncodingError)):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        # urllib3 wraps a failure to connect in MaxRetryError(reason=NewConnectionError);
+        # a connection dropped after sending arrives as ProtocolError("Connection aborted").
+        cause = exc.args[0] if exc.args else None
+        cause = getattr(cause, "reason", None) or cause
+        return isinstance(cause, urllib3.exceptions.ProtocolError)
+    return False
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
@@ -226,6 +258,7 @@ class DingTalkNotifier:
         channel: str = "dingtalk",
         options: DingTalkOptions | None = None,
         window: RateWindow | None = None,
+        timeouts: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
     ) -> None:
         self.channel = channel
         self.options = options or DingTalkOptions()
@@ -235,6 +268,7 @@ class DingTalkNotifier:
         self._clock = clock
         # Its own window unless given the robot's shared one (see robot_window).
         self._window = window or RateWindow()
+        self._timeouts = timeouts
 
     def __repr__(self) -> str:
         return f"DingTalkNotifier(channel={self.channel!r}, signed={bool(self._secret)})"
@@ -258,14 +292,24 @@ class DingTalkNotifier:
         secret = self._secret.reveal() if self._secret else None
         url = dingtalk_url(self._url.reveal(), secret, timestamp_ms)
         self._window.note()
-        response = _post(self._session, url, payload, self.channel, "the DingTalk robot")
+        response = _post(
+            self._session, url, payload, self.channel, "the DingTalk robot", self._timeouts
+        )
 
         if response.status_code != 200:
+            throttled = response.status_code == 429
+            asked: float | None = None
+            if throttled:
+                asked = parse_retry_after(
+                    response.headers.get("Retry-After"), default=DINGTALK_DEFAULT_WAIT
+                )
+                self._window.hold(asked)
             raise DeliveryError(
                 f"the DingTalk robot answered HTTP {response.status_code}: "
                 f"{_snippet(response.text)}",
                 channel=self.channel,
-                permanent=400 <= response.status_code < 500 and response.status_code != 429,
+                permanent=400 <= response.status_code < 500 and not throttled,
+                retry_after=asked,
             )
         try:
             body = response.json()
@@ -303,15 +347,15 @@ class SlackNotifier:
         channel: str = "slack",
         time_left: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        timeouts: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
     ) -> None:
         self.channel = channel
         self._url = webhook_url
         self._session = session or requests.Session()
-        # NOTE: without the invocation's deadline, a fixed budget per instance of
-        # the notifier bounds the waiting; pass time_left to use the real one.
-        self._budget = SLACK_MAX_WAIT
+        # Seconds left in the invocation; without it, SLACK_MAX_WAIT alone bounds the waits.
         self._time_left = time_left
         self._sleep = sleep
+        self._timeouts = timeouts
 
     def __repr__(self) -> str:
         return f"SlackNotifier(channel={self.channel!r})"
@@ -320,27 +364,32 @@ class SlackNotifier:
         return slack_payload(message)
 
     def send(self, payload: dict[str, Any]) -> None:
-        while True:
+        waited = 0.0
+        for retry in range(SLACK_RETRIES + 1):
+            url = self._url.reveal()
             response = _post(
-                self._session, self._url.reveal(), payload, self.channel, "the Slack webhook"
+                self._session, url, payload, self.channel, "the Slack webhook", self._timeouts
             )
             body = response.text.strip()
             if response.status_code == 200 and body == "ok":
                 return
             if response.status_code != 429:
                 break
-            wait = _retry_after(response.headers.get("Retry-After"))
-            if not self._may_wait(wait):
+
+            # A header of 0, a negative number or garbage still waits a second:
+            # asking again at once is what the 429 asked us not to do.
+            wait = parse_retry_after(response.headers.get("Retry-After"), default=SHORTEST_WAIT)
+            if retry == SLACK_RETRIES or not self._may_wait(waited + wait, wait):
                 raise DeliveryError(
-                    f"Slack answered HTTP 429 rate_limited: retry after {wait:g} s, more "
-                    "than this invocation can wait; deferred",
+                    f"Slack answered HTTP 429 rate_limited: retry after {wait:g} s "
+                    f"(asked {retry + 1} time(s), waited {waited:g} s in this run); deferred",
                     channel=self.channel,
                     retry_after=wait,
                 )
             logger.warning(
                 "Slack answered 429 rate_limited for %s; waiting %g s as asked", self.channel, wait
             )
-            self._budget -= wait
+            waited += wait
             self._sleep(wait)
 
         code = body if body.replace("_", "").isalnum() else ""
@@ -356,14 +405,8 @@ class SlackNotifier:
             permanent=400 <= response.status_code < 500,
         )
 
-    def _may_wait(self, seconds: float) -> bool:
-        left = self._time_left() if self._time_left else self._budget
+    def _may_wait(self, total: float, wait: float) -> bool:
+        if total > SLACK_MAX_WAIT:
+            return False
         # Keep a margin for the request itself after the wait.
-        return seconds <= min(self._budget, left - READ_TIMEOUT - CONNECT_TIMEOUT)
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(float(value or 1), 0.0)
-    except ValueError:
-        return 1.0
+        return self._time_left is None or wait <= self._time_left() - sum(self._timeouts)

@@ -27,8 +27,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -398,10 +400,16 @@ def channel_specs(settings: Settings) -> tuple[ChannelSpec, ...]:
     return (*specs, *settings.routes)
 
 
-def build_routes(settings: Settings, session: requests.Session | None = None) -> dict[str, Route]:
-    """One route per configured channel, by channel name, in sending order."""
+def build_routes(
+    settings: Settings, session: requests.Session | None = None, deadline: float | None = None
+) -> dict[str, Route]:
+    """One route per configured channel, by channel name, in sending order.
+
+    ``deadline`` is the invocation's, a ``time.monotonic()`` value: no send waits past it.
+    """
     from .notify import DingTalkNotifier, SlackNotifier, robot_window
 
+    time_left = None if deadline is None else partial(_seconds_until, deadline)
     routes: dict[str, Route] = {}
     for spec in channel_specs(settings):
         notifier: Notifier
@@ -417,9 +425,15 @@ def build_routes(settings: Settings, session: requests.Session | None = None) ->
                 window=robot_window(spec.webhook_url.reveal()),
             )
         else:
-            notifier = SlackNotifier(spec.webhook_url, session, channel=spec.name)
+            notifier = SlackNotifier(
+                spec.webhook_url, session, channel=spec.name, time_left=time_left
+            )
         routes[spec.name] = Route(spec, notifier, settings.language_for(spec.name))
     return routes
+
+
+def _seconds_until(deadline: float) -> float:
+    return deadline - time.monotonic()
 
 
 def channels_for(notifiers: Mapping[str, Notifier], item: Announcement) -> list[str]:

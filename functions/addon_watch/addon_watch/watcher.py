@@ -13,7 +13,7 @@ from typing import Any
 
 from .ack import AckClient
 from .detect import NO_NOTICES, Notices, observe
-from .errors import DeliveryError, TemplateError
+from .errors import DeliveryError, StateStoreError, TemplateError
 from .fetch import fetch_statuses
 from .model import Announcement, Outcome, Target
 from .notify import Notifier
@@ -29,6 +29,7 @@ from .store import (
     Store,
     retry_delay,
 )
+from .waits import clamp_wait
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 # at most about 700 (longest component and cluster names): 25 stay under DingTalk's
 # 20,000 bytes, so no outcome is ever cut out of a digest.
 GROUP_LIMIT = 25
+# Starts the stored error of a message that may have been delivered by an earlier attempt.
+MAYBE_DELIVERED = "maybe delivered already: "
+MAYBE_DELIVERED_REASON = "may have been delivered; not sent again to avoid duplicates"
 
 
 @dataclass
@@ -83,6 +87,18 @@ class SendResult:
         return isinstance(self.error, TemplateError) or bool(
             isinstance(self.error, DeliveryError) and self.error.permanent
         )
+
+    @property
+    def throttled_for(self) -> float | None:
+        """Seconds the destination asked for before the next message, finite and clamped."""
+        if isinstance(self.error, DeliveryError) and self.error.retry_after is not None:
+            return clamp_wait(self.error.retry_after)
+        return None
+
+    @property
+    def ambiguous(self) -> bool:
+        """The message was sent and no answer came: it may have been delivered."""
+        return isinstance(self.error, DeliveryError) and self.error.ambiguous
 
 
 def _utc_now() -> datetime:
@@ -196,8 +212,16 @@ def run_check(
     for channel, claims in claimed.items():
         notifier = notifiers[channel]
         render = partial(_payload, renderer, notifier, channel, languages[channel])
-        for result in send_channel(notifier, claims, render):
-            _settle(result, store, summary, clock)
+        try:
+            _deliver(channel, send_channel(notifier, claims, render), store, summary, clock)
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            # One channel's fault must not stop the others' deliveries.
+            # Its unsettled messages stay claimed until the lease runs out, then are retried.
+            problem = f"{channel}: delivery stopped by an unexpected {_described(exc)}"
+            logger.error("%s", problem)
+            summary.errors.append(problem)
 
     summary.duration_ms = int((time.monotonic() - started) * 1000)
     return summary
@@ -257,14 +281,18 @@ def _claim_due(
         logger.error("an outbox entry is unreadable and cannot be sent: %s", problem)
         summary.errors.append(f"unreadable outbox entry: {problem}")
 
+    # A channel that throttled a run, on any instance, is left alone until it allows.
+    holds = store.channel_holds() if scan.items else {}
     by_channel: dict[str, list[Claim]] = {}
     waiting: dict[str, int] = {}
     for item in scan.items:
         now = clock()
         too_old = now - item.created_at > max_age
+        held_until = holds.get(item.channel)
         if not too_old and (
             item.channel not in notifiers
             or (item.next_attempt_at is not None and item.next_attempt_at > now)
+            or (held_until is not None and held_until > now)
         ):
             waiting[item.channel] = waiting.get(item.channel, 0) + 1
             continue
@@ -283,6 +311,13 @@ def _claim_due(
             # Configured when the change was seen and not now: the messages wait
             # until the channel is configured again, or until they expire.
             logger.warning("%d message(s) for %s wait: channel not configured", count, channel)
+        elif channel in holds and holds[channel] > clock():
+            logger.warning(
+                "%d message(s) for %s wait: the channel throttled and is held until %s",
+                count,
+                channel,
+                holds[channel].isoformat(timespec="seconds"),
+            )
     return by_channel
 
 
@@ -308,17 +343,47 @@ def send_channel(
     """
     groups = [claims[i : i + GROUP_LIMIT] for i in range(0, len(claims), GROUP_LIMIT)]
     for number, group in enumerate(groups):
+        error: DeliveryError | TemplateError
         try:
             notifier.send(render([claim.item.announcement for claim in group]))
         except (TemplateError, DeliveryError) as exc:
-            yield from (SendResult(claim, exc) for claim in group)
-            if isinstance(exc, DeliveryError) and exc.retry_after is not None:
-                # Throttled: anything more now would only lengthen the throttling.
-                rest = [claim for later in groups[number + 1 :] for claim in later]
-                yield from (SendResult(claim, exc) for claim in rest)
-                return
+            error = exc
+        except Exception as exc:
+            # A notifier's bug fails its own messages only, as a passing failure.
+            error = DeliveryError(
+                f"sending failed with an unexpected {_described(exc)}", channel=notifier.channel
+            )
+        else:
+            yield from (SendResult(claim) for claim in group)
             continue
-        yield from (SendResult(claim) for claim in group)
+        yield from (SendResult(claim, error) for claim in group)
+        if isinstance(error, DeliveryError) and error.retry_after is not None:
+            # Throttled: anything more now would only lengthen the throttling.
+            rest = [claim for later in groups[number + 1 :] for claim in later]
+            yield from (SendResult(claim, error) for claim in rest)
+            return
+
+
+def _described(exc: Exception) -> str:
+    """``TypeName: message``, scrubbed of secrets and cut short."""
+    return f"{type(exc).__name__}: {REDACTOR.scrub(str(exc))[:300]}"
+
+
+def _deliver(
+    channel: str,
+    results: Iterator[SendResult],
+    store: Store,
+    summary: Summary,
+    clock: Callable[[], datetime],
+) -> None:
+    """Record each result as it comes; a throttled channel is held for every run."""
+    held = False
+    for result in results:
+        _settle(result, store, summary, clock)
+        wait = result.throttled_for
+        if wait is not None and not held:
+            store.hold_channel(channel, clock() + timedelta(seconds=wait))
+            held = True
 
 
 def _settle(
@@ -341,8 +406,17 @@ def _settle(
     if result.permanent:
         _give_up(claim, "failed", error, store, summary, now)
         return
+    # A message that may have arrived already is sent at most once more: each
+    # such attempt risks one duplicate. The mark stays on the stored error.
+    earlier = (item.last_error or "").startswith(MAYBE_DELIVERED)
+    if result.ambiguous and earlier:
+        reason = f"{MAYBE_DELIVERED_REASON}: a second attempt went unanswered too ({error})"
+        _give_up(claim, "failed", reason, store, summary, now)
+        return
+    if result.ambiguous or earlier:
+        error = MAYBE_DELIVERED + error
     delay = retry_delay(item.attempts + 1)
-    wait = result.error.retry_after if isinstance(result.error, DeliveryError) else None
+    wait = result.throttled_for
     if wait is not None:
         # The destination throttles: no run, on any instance, tries before it allows.
         delay = max(delay, timedelta(seconds=wait))

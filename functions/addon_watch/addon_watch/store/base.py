@@ -12,6 +12,9 @@ durable:
   run that died is taken over once the lease has run out;
 - after the send the entry is marked sent, retried later (with backoff) or
   given up; given-up entries stay in the store with the reason.
+
+Besides, a channel that throttled (DingTalk 130101, a 429) gets a hold-until
+time, which every run on every instance respects before claiming its entries.
 """
 
 from __future__ import annotations
@@ -120,6 +123,14 @@ class Store(Protocol):
 
     def mark_given_up(self, claim: Claim, state: str, error: str, now: datetime) -> bool:
         """Record a permanent failure (``failed``) or an expiry (``expired``)."""
+        ...
+
+    def hold_channel(self, channel: str, until: datetime) -> None:
+        """Send nothing to ``channel`` before ``until`` (it throttles); a later hold wins."""
+        ...
+
+    def channel_holds(self) -> dict[str, datetime]:
+        """The hold-until time of every channel that was ever held."""
         ...
 
     def close(self) -> None: ...

@@ -6,6 +6,7 @@ Layout under ``oss://BUCKET/PREFIX``::
     outbox/<id>.json                     one announcement for one channel, with its state
     pending/<id>                         marker: this outbox entry is not settled yet
     claims/<id>.<generation>             a run's lease on one attempt to send it
+    holds/<channel id>.json              a throttled channel: nothing sent before its time
 
 Atomicity comes from ``x-oss-forbid-overwrite: true`` (OSS answers 409
 ``FileAlreadyExists`` when the object exists): an outbox entry is created at
@@ -367,6 +368,37 @@ class OssStore:
             self._delete(f"pending/{ident}", f"clear the marker of {item.key}")
         return still_ours
 
+    # --- channel holds -----------------------------------------------------
+
+    def hold_channel(self, channel: str, until: datetime) -> None:
+        # NOTE: read then write, no compare-and-set: of two runs holding at once the
+        # later write wins, and either hold is one the channel asked for.
+        key = f"holds/{_channel_ident(channel)}.json"
+        earlier = _hold_of(self._get(key, f"read the hold on {channel}"))
+        if earlier is not None and earlier[1] >= until:
+            return
+        data = {"v": FORMAT_VERSION, "channel": channel, "until": iso(until)}
+        self._put(key, data, f"hold {channel}")
+
+    def channel_holds(self) -> dict[str, datetime]:
+        holds: dict[str, datetime] = {}
+        for name, _ in self._list("holds/", "list the channel holds"):
+            hold = _hold_of(self._get(f"holds/{name}", "read a channel hold"))
+            if hold is None:
+                logger.warning("%s: the channel hold holds/%s is unreadable; ignored", self, name)
+                continue
+            holds[hold[0]] = hold[1]
+        return holds
+
+
+def _channel_ident(channel: str) -> str:
+    return hashlib.sha256(channel.encode()).hexdigest()[:40]
+
+
+def _hold_of(text: bytes | None) -> tuple[str, datetime] | None:
+    """(channel, hold-until) of a hold object; None when gone or unreadable."""
+    return _named_time(text, "the channel hold", "channel", "until")
+
 
 def _cause(exc: BaseException) -> BaseException:
     """The error inside the SDK's ``OperationError`` and ``CredentialsFetchError`` wrappers."""
@@ -422,13 +454,18 @@ def _item_from_dict(data: Any) -> tuple[OutboxItem, str]:
 
 def _lease_of(text: bytes | None) -> tuple[str, datetime] | None:
     """(owner, expiry) of a claim object; None when gone or unreadable."""
+    return _named_time(text, "the claim", "owner", "expires_at")
+
+
+def _named_time(
+    text: bytes | None, what: str, name: str, moment: str
+) -> tuple[str, datetime] | None:
+    """(``name``, ``moment``) of a small versioned document; None when gone or unreadable."""
     if text is None:
         return None
     try:
-        data = check_version(json.loads(text), "the claim")
-        expires_at = from_iso(data["expires_at"])
-        if expires_at is None:
-            return None
-        return str(data["owner"]), expires_at
+        data = check_version(json.loads(text), what)
+        when = from_iso(data[moment])
+        return (str(data[name]), when) if when is not None else None
     except (ValueError, KeyError, TypeError):
         return None

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (announcement_key, channel)
 );
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state) WHERE state = 'pending'
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS holds (channel TEXT PRIMARY KEY, until TEXT NOT NULL)
 """
 
 # Columns added after the first release; added to an older file when it is opened.
@@ -232,6 +233,19 @@ class SqliteStore:
 
     def mark_given_up(self, claim: Claim, state: str, error: str, now: datetime) -> bool:
         return self._settle(claim, now, "state = ?, last_error = ?", (state, error[:1000]))
+
+    def hold_channel(self, channel: str, until: datetime) -> None:
+        with self._transaction(f"hold {channel}") as db:
+            db.execute(
+                "INSERT INTO holds (channel, until) VALUES (?, ?) ON CONFLICT (channel) "
+                "DO UPDATE SET until = max(until, excluded.until)",
+                (channel, _ts(until)),
+            )
+
+    def channel_holds(self) -> dict[str, datetime]:
+        with self._transaction("read the channel holds") as db:
+            rows = db.execute("SELECT channel, until FROM holds").fetchall()
+        return {str(channel): datetime.fromisoformat(until) for channel, until in rows}
 
     def _settle(
         self, claim: Claim, now: datetime, assignments: str, params: tuple[object, ...]
