@@ -29,6 +29,7 @@ from requests.adapters import HTTPAdapter
 from .config import DEFAULT_ACK_CONCURRENCY
 from .credentials import Credentials
 from .errors import AckApiError, AckMalformedError, AckPermanentError, AckTransientError
+from .httpio import BodyError, read_body
 from .model import AddonStatus, Target, Task
 from .redaction import REDACTOR
 from .signer import canonical_query, signed_headers
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 API_VERSION = "2015-12-15"
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
+# The whole answer, after its headers, may take two read timeouts: a trickling server
+# is cut off, and so is a body no upgrade-status or listing answer comes near.
+ANSWER_BYTES = 16 * 1024 * 1024
 CLUSTERS_PAGE_SIZE = 100
 ZERO_TIME_PREFIX = "0001-01-01"
 # Clusters in these states have no addons to ask about; discovery passes them by.
@@ -476,10 +480,17 @@ class AckClient:
                 self.calls += 1
             try:
                 response = self._session.get(
-                    self._url(path, query), headers=headers, timeout=timeout, allow_redirects=False
+                    self._url(path, query),
+                    headers=headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    stream=True,
                 )
+                read_body(response, seconds=timeout[1] * 2, max_bytes=ANSWER_BYTES)
             except requests.RequestException as exc:
                 raise _transport_error(exc, action, what, self._host, timeout[1]) from None
+            except BodyError as exc:
+                raise AckTransientError(f"{what}: {action}: {exc}", code="BodyError") from None
             body = _read(response, action, what)
             succeeded = True
             return body

@@ -25,6 +25,7 @@ import requests
 import urllib3
 
 from .errors import DeliveryError
+from .httpio import BodyError, read_body
 from .redaction import REDACTOR, Secret
 from .render import DingTalkOptions, Message, body_bytes, dingtalk_payload, slack_payload
 from .waits import SHORTEST_WAIT, parse_retry_after
@@ -166,6 +167,11 @@ def _snippet(text: str) -> str:
     return flat[:_SNIPPET] + ("…" if len(flat) > _SNIPPET else "")
 
 
+# A webhook's answer is a few bytes; one that trickles (longer than one and a half
+# read timeouts in all) or grows past this is cut off.
+WEBHOOK_BODY_BYTES = 1024 * 1024
+
+
 def _post(
     session: requests.Session,
     url: str,
@@ -176,12 +182,22 @@ def _post(
 ) -> requests.Response:
     try:
         # Sent as compact UTF-8 JSON: the very bytes the size limits were measured on.
-        return session.post(
+        response = session.post(
             url,
             data=body_bytes(payload),
             headers={"Content-Type": "application/json; charset=utf-8"},
             timeout=timeouts,
+            stream=True,
         )
+        read_body(response, seconds=timeouts[1] * 1.5, max_bytes=WEBHOOK_BODY_BYTES)
+        return response
+    except BodyError as exc:
+        raise DeliveryError(
+            f"{what} did not finish answering after the message was sent ({exc}): "
+            "it may have arrived",
+            channel=channel,
+            ambiguous=True,
+        ) from None
     except requests.RequestException as exc:
         if _maybe_sent(exc):
             raise DeliveryError(
