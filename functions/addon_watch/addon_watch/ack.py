@@ -28,8 +28,9 @@ from requests.adapters import HTTPAdapter
 
 from .config import DEFAULT_ACK_CONCURRENCY
 from .credentials import Credentials
+from .detect import finished_id
 from .errors import AckApiError, AckMalformedError, AckPermanentError, AckTransientError
-from .model import AddonStatus, Target, Task
+from .model import AddonStatus, Target, Task, instant
 from .redaction import REDACTOR
 from .signer import canonical_query, signed_headers
 from .waits import parse_retry_after
@@ -140,14 +141,10 @@ def task_id_of(created_raw: str, created: datetime | None, finished: datetime | 
     read is kept as sent.
     """
     if created is not None:
-        return _instant(created)
+        return instant(created)
     if created_raw.strip() and not created_raw.startswith(ZERO_TIME_PREFIX):
         return created_raw
-    return f"finished:{_instant(finished)}" if finished is not None else ""
-
-
-def _instant(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return finished_id(finished) if finished is not None else ""
 
 
 def _as_bool(value: object) -> bool:

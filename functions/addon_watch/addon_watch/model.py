@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+
+# The one form of an instant in task ids: ACK's usual UTC form.
+INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def instant(moment: datetime) -> str:
+    """``moment`` in UTC as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return moment.astimezone(timezone.utc).strftime(INSTANT_FORMAT)
 
 
 @dataclass(frozen=True, order=True)

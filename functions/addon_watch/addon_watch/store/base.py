@@ -211,6 +211,7 @@ def record_to_dict(record: TargetRecord) -> dict[str, Any]:
         "paused_notified": record.paused_notified,
         "stuck_notified": record.stuck_notified,
         "ready_to_upgrade": record.ready_to_upgrade,
+        "task_finished_at": iso(record.task_finished_at),
     }
 
 
@@ -230,6 +231,8 @@ def record_from_dict(data: Any) -> TargetRecord:
         paused_notified=bool(data.get("paused_notified", False)),
         stuck_notified=bool(data.get("stuck_notified", False)),
         ready_to_upgrade=_optional_bool(data.get("ready_to_upgrade")),
+        # Absent from records of earlier releases; they ignore it in newer ones.
+        task_finished_at=from_iso(data.get("task_finished_at")),
     )
 
 
