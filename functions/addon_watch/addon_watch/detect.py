@@ -39,6 +39,8 @@ class TargetRecord:
     ready_to_upgrade: bool | None = None
     # When the recorded task ended, if known (not kept by earlier releases).
     task_finished_at: datetime | None = None
+    # How many version-change notices were told; it numbers the next.
+    notices_told: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ def observe(
         record = replace(
             previous, version=current.version, ready_to_upgrade=current.ready_to_upgrade
         )
-        return record, _available(previous, current, [], notices, now)
+        notes = _available(previous, current, [], notices, now)
+        return _counted(record, previous, notes), notes
     record = record_of(current)
     same = previous is not None and task is not None and _same_task(previous, task, current)
     if known_same is not None:
@@ -149,8 +152,18 @@ def observe(
     if outcome is None:
         record, notes = _running_notices(record, previous, task, current, notices, now)
         found += notes
-    found += _available(previous, current, found, notices, now)
-    return record, found
+    notes = _available(previous, current, found, notices, now)
+    return _counted(record, previous, notes), found + notes
+
+
+def _counted(
+    record: TargetRecord, previous: TargetRecord | None, notes: list[Announcement]
+) -> TargetRecord:
+    """``record`` with the count of numbered (version-change) notices told, these included."""
+    if previous is None:
+        return record
+    numbered = any(note.sequence for note in notes)
+    return replace(record, notices_told=previous.notices_told + (1 if numbered else 0))
 
 
 def _same_task(previous: TargetRecord, task: Task, current: AddonStatus) -> bool:
@@ -286,7 +299,9 @@ def _available(
 
     A version change counts only outside a task: not while one runs, not when
     an ended task is announced in the same answer, and not shortly after a task
-    succeeded. Each notice is keyed by its versions, so a state is told once.
+    succeeded. Each notice is keyed by its versions, a version change also by
+    its number on the target: a version is told each time it is reached, and
+    readiness that comes and goes at one version is told once.
     """
     if not notices.available or previous is None:
         return []
@@ -303,6 +318,9 @@ def _available(
             finished_at=None,
             previous_version=before,
             seen_at=now,
+            # Numbered when the version moved: a version reached again is news again,
+            # while readiness that comes and goes stays one notice.
+            sequence=previous.notices_told + 1 if before else 0,
         )
 
     result: list[Announcement] = []
