@@ -75,6 +75,8 @@ AT = datetime(2026, 1, 2, 2, 0, tzinfo=UTC)
         (float("nan"), None),
         (float("inf"), None),
         (10**30, None),
+        (10**400, None),
+        (-5, None),
         ({"at": "2026-01-02T02:00:00Z"}, None),
     ],
 )
@@ -94,6 +96,19 @@ def test_parse_time_unreadable_logged_once_truncated(caplog: pytest.LogCaptureFi
     assert first is None and second is None
     (message,) = [r.getMessage() for r in caplog.records if "unreadable timestamp" in r.message]
     assert "not a time xxx" in message and "x" * 100 not in message
+
+
+@pytest.mark.parametrize("created", [0, float("nan"), -1])
+def test_parse_upgrade_status_unset_number_falls_back_to_end_time(created: object) -> None:
+    body = {
+        "metrics-server": {
+            "tasks": {"status": "Failed", "created_at": created, "finished_at": 1767319200},
+        }
+    }
+
+    task = parse_upgrade_status(Target("c1", "metrics-server"), body).task
+
+    assert task is not None and task.task_id == "finished:2026-01-02T02:00:00Z"
 
 
 @pytest.mark.parametrize(

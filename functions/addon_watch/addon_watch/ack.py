@@ -91,9 +91,9 @@ def _from_text(text: str) -> datetime | None:
     part = {name.lstrip("c"): digits for name, digits in found.groupdict().items() if digits}
     try:
         offset = timezone.utc
-        if zone is not None and zone.group("sign"):
-            sign = -1 if zone.group("sign") == "-" else 1
-            delta = timedelta(hours=int(zone.group("hours")), minutes=int(zone["minutes"] or 0))
+        if zone is not None and zone["sign"]:
+            sign = -1 if zone["sign"] == "-" else 1
+            delta = timedelta(hours=int(zone["hours"]), minutes=int(zone["minutes"] or 0))
             offset = timezone(sign * delta)
         return datetime(
             int(part["year"]),
@@ -110,16 +110,17 @@ def _from_text(text: str) -> datetime | None:
 
 
 def _from_epoch(number: float) -> datetime | None:
-    if not math.isfinite(number) or number <= 0:
-        if number != 0:
-            _log_unreadable(repr(number))
-        return None
-    seconds = number / 1000 if number > _EPOCH_MILLIS_ABOVE else number
     try:
-        return _EPOCH + timedelta(seconds=seconds)
+        seconds = float(number)
+        if seconds > _EPOCH_MILLIS_ABOVE:
+            seconds /= 1000
+        if math.isfinite(seconds) and seconds > 0:
+            return _EPOCH + timedelta(seconds=seconds)
     except OverflowError:
+        pass
+    if number != 0:
         _log_unreadable(repr(number))
-        return None
+    return None
 
 
 def _log_unreadable(value: str) -> None:
@@ -179,11 +180,10 @@ def parse_upgrade_status(target: Target, body: object) -> AddonStatus:
     tasks = entry.get("tasks")
     task = None
     if isinstance(tasks, dict) and (tasks.get("status") or tasks.get("is_canceled")):
-        created_raw = _as_text(tasks.get("created_at"))
-        created, finished = (
-            parse_time(tasks.get("created_at")),
-            parse_time(tasks.get("finished_at")),
-        )
+        # A creation time that cannot be read is the id as sent; a number never is.
+        raw = tasks.get("created_at")
+        created_raw = raw if isinstance(raw, str) else ""
+        created, finished = parse_time(raw), parse_time(tasks.get("finished_at"))
         task = Task(
             task_id=task_id_of(created_raw, created, finished),
             status=_as_text(tasks.get("status")),
