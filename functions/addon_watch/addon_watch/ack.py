@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -28,9 +28,10 @@ from requests.adapters import HTTPAdapter
 
 from .config import DEFAULT_ACK_CONCURRENCY
 from .credentials import Credentials
+from .detect import finished_id
 from .errors import AckApiError, AckMalformedError, AckPermanentError, AckTransientError
 from .httpio import BodyError, read_body
-from .model import AddonStatus, Target, Task
+from .model import AddonStatus, Target, Task, instant
 from .redaction import REDACTOR
 from .signer import canonical_query, signed_headers
 from .waits import parse_retry_after
@@ -50,21 +51,90 @@ UNWATCHABLE_CLUSTER_STATES = frozenset(
     {"initial", "failed", "deleting", "deleted", "delete_failed"}
 )
 _MAX_PAGES = 1000
-_FRACTION = re.compile(r"(\.\d{6})\d+")
 _SNIPPET = 200
+# ACK's timestamps, read alike on every Python (3.10's fromisoformat takes fewer
+# forms than 3.11's): extended or compact ISO 8601, seconds and fraction optional.
+_TIME = re.compile(
+    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})[T ]"
+    r"(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?)?"
+    r"|(?P<cyear>\d{4})(?P<cmonth>\d{2})(?P<cday>\d{2})T"
+    r"(?P<chour>\d{2})(?P<cminute>\d{2})(?P<csecond>\d{2})(?:\.(?P<cfraction>\d{1,9}))?",
+    re.IGNORECASE,
+)
+_ZONE = re.compile(r"Z|(?P<sign>[+-])(?P<hours>\d{2})(?::?(?P<minutes>\d{2}))?", re.IGNORECASE)
+# An epoch number larger than this is in milliseconds (1e11 s is the year 5138).
+_EPOCH_MILLIS_ABOVE = 1e11
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Each unreadable value is logged once per instance; the memory of them is bounded.
+_UNREADABLE_LOGGED: set[str] = set()
+_UNREADABLE_REMEMBERED = 256
 
 
 def parse_time(value: object) -> datetime | None:
-    """An API timestamp as an aware datetime; None for empty, zero or unreadable values."""
+    """An API timestamp as an aware datetime; None for empty, zero or unreadable values.
+
+    Strings are ``YYYY-MM-DD[T ]HH:MM[:SS][.f]`` or ``YYYYMMDDTHHMMSS[.f]``, with
+    ``Z``, ``+HH:MM``, ``+HHMM``, ``+HH`` or no zone (UTC); a JSON number is Unix
+    time in seconds, or milliseconds when above 1e11.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _from_epoch(value)
     if not isinstance(value, str) or not value.strip() or value.startswith(ZERO_TIME_PREFIX):
         return None
-    text = _FRACTION.sub(r"\1", value.strip().replace("Z", "+00:00").replace(" ", "T", 1))
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        logger.warning("unreadable timestamp %r in an ACK answer; treated as not set", value[:64])
+    moment = _from_text(value.strip())
+    if moment is None:
+        _log_unreadable(value)
+    return moment
+
+
+def _from_text(text: str) -> datetime | None:
+    found = _TIME.match(text)
+    zone = _ZONE.fullmatch(text, found.end()) if found else None
+    if found is None or (zone is None and found.end() != len(text)):
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    part = {name.lstrip("c"): digits for name, digits in found.groupdict().items() if digits}
+    try:
+        offset = timezone.utc
+        if zone is not None and zone["sign"]:
+            sign = -1 if zone["sign"] == "-" else 1
+            delta = timedelta(hours=int(zone["hours"]), minutes=int(zone["minutes"] or 0))
+            offset = timezone(sign * delta)
+        return datetime(
+            int(part["year"]),
+            int(part["month"]),
+            int(part["day"]),
+            int(part["hour"]),
+            int(part["minute"]),
+            int(part.get("second", 0)),
+            int(part.get("fraction", "0")[:6].ljust(6, "0")),
+            tzinfo=offset,
+        ).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _from_epoch(number: float) -> datetime | None:
+    try:
+        seconds = float(number)
+        if seconds > _EPOCH_MILLIS_ABOVE:
+            seconds /= 1000
+        if math.isfinite(seconds) and seconds > 0:
+            return _EPOCH + timedelta(seconds=seconds)
+    except OverflowError:
+        pass
+    if number != 0:
+        _log_unreadable(repr(number))
+    return None
+
+
+def _log_unreadable(value: str) -> None:
+    snippet = value[:64]
+    if snippet in _UNREADABLE_LOGGED:
+        return
+    if len(_UNREADABLE_LOGGED) >= _UNREADABLE_REMEMBERED:
+        _UNREADABLE_LOGGED.clear()
+    _UNREADABLE_LOGGED.add(snippet)
+    logger.warning("unreadable timestamp %r in an ACK answer; treated as not set", snippet)
 
 
 def task_id_of(created_raw: str, created: datetime | None, finished: datetime | None) -> str:
@@ -76,14 +146,10 @@ def task_id_of(created_raw: str, created: datetime | None, finished: datetime | 
     read is kept as sent.
     """
     if created is not None:
-        return _instant(created)
+        return instant(created)
     if created_raw.strip() and not created_raw.startswith(ZERO_TIME_PREFIX):
         return created_raw
-    return f"finished:{_instant(finished)}" if finished is not None else ""
-
-
-def _instant(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return finished_id(finished) if finished is not None else ""
 
 
 def _as_bool(value: object) -> bool:
@@ -118,8 +184,10 @@ def parse_upgrade_status(target: Target, body: object) -> AddonStatus:
     tasks = entry.get("tasks")
     task = None
     if isinstance(tasks, dict) and (tasks.get("status") or tasks.get("is_canceled")):
-        created_raw = _as_text(tasks.get("created_at"))
-        created, finished = parse_time(created_raw), parse_time(tasks.get("finished_at"))
+        # A creation time that cannot be read is the id as sent; a number never is.
+        raw = tasks.get("created_at")
+        created_raw = raw if isinstance(raw, str) else ""
+        created, finished = parse_time(raw), parse_time(tasks.get("finished_at"))
         task = Task(
             task_id=task_id_of(created_raw, created, finished),
             status=_as_text(tasks.get("status")),

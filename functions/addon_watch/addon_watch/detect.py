@@ -11,13 +11,16 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
-from .model import AddonStatus, Announcement, Outcome, Task
+from .model import INSTANT_FORMAT, AddonStatus, Announcement, Outcome, Task, instant
 
 logger = logging.getLogger(__name__)
 
 # A version change seen this long after a task succeeded is taken as that task's
 # (the API may report the new version a tick late), not as an upgrade outside it.
 SETTLE_TIME = timedelta(hours=1)
+# Ids of tasks without a creation time: known by their end, or by when first seen.
+FINISHED_PREFIX = "finished:"
+SEEN_PREFIX = "seen:"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class TargetRecord:
     stuck_notified: bool = False
     # None when unknown (a record written before this was kept).
     ready_to_upgrade: bool | None = None
+    # When the recorded task ended, if known (not kept by earlier releases).
+    task_finished_at: datetime | None = None
+    # How many version-change notices were told; it numbers the next.
+    notices_told: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ def record_of(status: AddonStatus) -> TargetRecord:
         status.version,
         task.created_at,
         ready_to_upgrade=status.ready_to_upgrade,
+        task_finished_at=task.finished_at,
     )
 
 
@@ -87,15 +95,24 @@ def observe(
     """
     now = now or datetime.now(timezone.utc)
     task = current.task
+    known_same = None
+    if task is not None and task.task_id == "":
+        # Neither creation nor end time: an identity is carried from the record.
+        carried, known_same = _carried_identity(previous, task, now)
+        task = replace(task, task_id=carried)
+        current = replace(current, task=task)
     if task is None and previous is not None:
         # No task in this answer: keep the last task's identity so that it is not
         # taken for a new one if the API shows it again.
         record = replace(
             previous, version=current.version, ready_to_upgrade=current.ready_to_upgrade
         )
-        return record, _available(previous, current, [], notices, now)
+        notes = _available(previous, current, [], notices, now)
+        return _counted(record, previous, notes), notes
     record = record_of(current)
     same = previous is not None and task is not None and _same_task(previous, task, current)
+    if known_same is not None:
+        same = known_same
     if (
         previous is not None
         and task is not None
@@ -116,10 +133,13 @@ def observe(
     if task is None:
         return record, []
     if previous is not None and same:
+        # Times the answer no longer shows are kept: they tell the task apart later.
         record = replace(
             record,
             paused_notified=previous.paused_notified,
             stuck_notified=previous.stuck_notified,
+            task_created_at=record.task_created_at or previous.task_created_at,
+            task_finished_at=record.task_finished_at or previous.task_finished_at,
         )
     found: list[Announcement] = []
     outcome = task.outcome
@@ -132,21 +152,42 @@ def observe(
     if outcome is None:
         record, notes = _running_notices(record, previous, task, current, notices, now)
         found += notes
-    found += _available(previous, current, found, notices, now)
-    return record, found
+    notes = _available(previous, current, found, notices, now)
+    return _counted(record, previous, notes), found + notes
+
+
+def _counted(
+    record: TargetRecord, previous: TargetRecord | None, notes: list[Announcement]
+) -> TargetRecord:
+    """``record`` with the count of numbered (version-change) notices told, these included."""
+    if previous is None:
+        return record
+    numbered = any(note.sequence for note in notes)
+    return replace(record, notices_told=previous.notices_told + (1 if numbered else 0))
 
 
 def _same_task(previous: TargetRecord, task: Task, current: AddonStatus) -> bool:
     """Whether the answer's task is the recorded one.
 
     Ids match; or the creation times do (a record whose id kept another form of
-    the time); or a record of an earlier release kept a task without creation
-    time under the empty id, and the answer shows an ended task with the same
-    outcome and version, which it now tells apart by its end time.
+    the time); or, one side lacking a creation time, the end times do; or the
+    record's task was first seen without times after the answer's was created;
+    or a record of an earlier release kept a task without creation time under
+    the empty id, and the answer shows an ended task with the same outcome and
+    version, which it now tells apart by its end time.
     """
     if previous.task_id == task.task_id:
         return True
     if previous.task_created_at is not None and previous.task_created_at == task.created_at:
+        return True
+    if task.finished_at is not None and (
+        previous.task_created_at is None or task.created_at is None
+    ):
+        ended = previous.task_finished_at
+        if ended == task.finished_at or previous.task_id == finished_id(task.finished_at):
+            return True
+    first_seen = _seen_time(previous.task_id)
+    if first_seen is not None and task.created_at is not None and task.created_at <= first_seen:
         return True
     outcome = task.outcome
     return (
@@ -156,6 +197,50 @@ def _same_task(previous: TargetRecord, task: Task, current: AddonStatus) -> bool
         and previous.outcome == outcome.value
         and previous.version == current.version
     )
+
+
+def _carried_identity(
+    previous: TargetRecord | None, task: Task, now: datetime
+) -> tuple[str, bool | None]:
+    """The id of a task reported without any time, and whether it is the recorded task.
+
+    The record's task is kept while it runs, and when the answer shows it ended
+    as recorded or (same task, other outcome) otherwise; a task running after
+    the record's ended is new, named after when it was first seen. The empty id
+    that the previous release kept is replaced, as it would name every such task.
+    """
+    if previous is None or previous.task_id is None:
+        return seen_id(now, previous), None
+    ended = task.outcome
+    if previous.outcome is not None and ended is None:
+        return seen_id(now, previous), False
+    if previous.outcome is not None and ended is not None and previous.outcome == ended.value:
+        return previous.task_id, True
+    return previous.task_id or seen_id(now, previous), True
+
+
+def seen_id(now: datetime, previous: TargetRecord | None = None) -> str:
+    """``seen:<now>``, a second past the record's own such id when that is not earlier."""
+    moment = now.astimezone(timezone.utc).replace(microsecond=0)
+    last = _seen_time(previous.task_id) if previous is not None else None
+    if last is not None and moment <= last:
+        moment = last + timedelta(seconds=1)
+    return f"{SEEN_PREFIX}{instant(moment)}"
+
+
+def finished_id(moment: datetime) -> str:
+    """The id of a task known only by when it ended."""
+    return f"{FINISHED_PREFIX}{instant(moment)}"
+
+
+def _seen_time(task_id: str | None) -> datetime | None:
+    if not task_id or not task_id.startswith(SEEN_PREFIX):
+        return None
+    try:
+        moment = datetime.strptime(task_id[len(SEEN_PREFIX) :], INSTANT_FORMAT)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc)
 
 
 def _about(
@@ -214,7 +299,9 @@ def _available(
 
     A version change counts only outside a task: not while one runs, not when
     an ended task is announced in the same answer, and not shortly after a task
-    succeeded. Each notice is keyed by its versions, so a state is told once.
+    succeeded. Each notice is keyed by its versions, a version change also by
+    its number on the target: a version is told each time it is reached, and
+    readiness that comes and goes at one version is told once.
     """
     if not notices.available or previous is None:
         return []
@@ -231,6 +318,9 @@ def _available(
             finished_at=None,
             previous_version=before,
             seen_at=now,
+            # Numbered when the version moved: a version reached again is news again,
+            # while readiness that comes and goes stays one notice.
+            sequence=previous.notices_told + 1 if before else 0,
         )
 
     result: list[Announcement] = []

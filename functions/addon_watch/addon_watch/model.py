@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+
+# The one form of an instant in task ids: ACK's usual UTC form.
+INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def instant(moment: datetime) -> str:
+    """``moment`` in UTC as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return moment.astimezone(timezone.utc).strftime(INSTANT_FORMAT)
 
 
 @dataclass(frozen=True, order=True)
@@ -102,14 +110,20 @@ class Announcement:
     finished_at: datetime | None
     previous_version: str | None = None
     seen_at: datetime | None = None
+    # The number of a version-change notice among the target's (0: not numbered);
+    # the first one's key has no number, as the keys of earlier releases.
+    sequence: int = 0
 
     @property
     def key(self) -> str:
         """Identity of the announcement: task and outcome, never the rendered text.
 
         An ``available`` notice is about a state of the addon, not a task: it is
-        keyed by the versions, so each new state is told once.
+        keyed by the versions, and a version change also by its number, so a
+        version reached again is told again.
         """
         if self.outcome is Outcome.AVAILABLE:
-            return f"{self.target.key}|{self.previous_version or ''}>{self.version}|available"
+            number = f"#{self.sequence}" if self.sequence > 1 else ""
+            state = f"{self.previous_version or ''}>{self.version}{number}"
+            return f"{self.target.key}|{state}|available"
         return f"{self.target.key}|{self.task_id}|{self.outcome.value}"

@@ -34,6 +34,9 @@ from ..model import Announcement, Outcome, Target
 # (for that target only) rather than misread. Version 2 added the notice fields
 # of records and announcements; documents of version 1 are still read.
 FORMAT_VERSION = 2
+# A numbered upgrade-available notice: its key has a part that releases reading
+# only versions 1 and 2 would drop, so they list it as unreadable instead.
+NUMBERED_NOTICE_VERSION = 3
 READABLE_VERSIONS = (1, 2)
 DEFAULT_MAX_AGE = DEFAULT_DELIVERY_MAX_AGE
 DEFAULT_LEASE = DEFAULT_DELIVERY_LEASE
@@ -150,20 +153,22 @@ def from_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def check_version(data: Any, what: str) -> dict[str, Any]:
+def check_version(
+    data: Any, what: str, readable: tuple[int, ...] = READABLE_VERSIONS
+) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{what} is not a JSON object")
-    if data.get("v") not in READABLE_VERSIONS:
+    if data.get("v") not in readable:
         raise ValueError(
             f"{what} has format {data.get('v')!r}; this release reads formats "
-            f"{', '.join(map(str, READABLE_VERSIONS))}"
+            f"{', '.join(map(str, readable))}"
         )
     return data
 
 
 def announcement_to_dict(item: Announcement) -> dict[str, Any]:
     return {
-        "v": FORMAT_VERSION,
+        "v": NUMBERED_NOTICE_VERSION if item.sequence > 1 else FORMAT_VERSION,
         "cluster_id": item.target.cluster_id,
         "component": item.target.component,
         "task_id": item.task_id,
@@ -174,11 +179,12 @@ def announcement_to_dict(item: Announcement) -> dict[str, Any]:
         "finished_at": iso(item.finished_at),
         "previous_version": item.previous_version,
         "seen_at": iso(item.seen_at),
+        "sequence": item.sequence,
     }
 
 
 def announcement_from_dict(data: Any) -> Announcement:
-    data = check_version(data, "the announcement")
+    data = check_version(data, "the announcement", (*READABLE_VERSIONS, NUMBERED_NOTICE_VERSION))
     return Announcement(
         target=Target(data["cluster_id"], data["component"]),
         task_id=data["task_id"],
@@ -189,6 +195,7 @@ def announcement_from_dict(data: Any) -> Announcement:
         finished_at=from_iso(data["finished_at"]),
         previous_version=data.get("previous_version"),
         seen_at=from_iso(data.get("seen_at")),
+        sequence=int(data.get("sequence", 0)),
     )
 
 
@@ -211,6 +218,8 @@ def record_to_dict(record: TargetRecord) -> dict[str, Any]:
         "paused_notified": record.paused_notified,
         "stuck_notified": record.stuck_notified,
         "ready_to_upgrade": record.ready_to_upgrade,
+        "task_finished_at": iso(record.task_finished_at),
+        "notices_told": record.notices_told,
     }
 
 
@@ -230,6 +239,9 @@ def record_from_dict(data: Any) -> TargetRecord:
         paused_notified=bool(data.get("paused_notified", False)),
         stuck_notified=bool(data.get("stuck_notified", False)),
         ready_to_upgrade=_optional_bool(data.get("ready_to_upgrade")),
+        # Absent from records of earlier releases; they ignore it in newer ones.
+        task_finished_at=from_iso(data.get("task_finished_at")),
+        notices_told=int(data.get("notices_told", 0)),
     )
 
 
