@@ -10,6 +10,7 @@ summary passes through it before it is logged or returned.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -53,6 +54,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def register(self, value: str) -> None:
@@ -64,20 +66,37 @@ class Redactor:
             candidates.update({parts.path, parts.query, parts.path.rpartition("/")[2]})
             candidates.update(piece.partition("=")[2] for piece in parts.query.split("&"))
         with self._lock:
-            self._values.update(c for c in candidates if len(c) >= _MIN_SCRUB_LENGTH)
+            new = {c for c in candidates if len(c) >= _MIN_SCRUB_LENGTH} - self._values
+            if not new:
+                return
+            self._values.update(new)
+            # One pattern for all, matched in any case: an error may show a value
+            # lower-cased, and a signing secret (SEC and lower-case hex) is then whole.
+            # A lookahead finds, at every position, the longest secret starting there,
+            # so that overlapping secrets are all masked.
+            alternatives = "|".join(map(re.escape, sorted(self._values, key=len, reverse=True)))
+            self._pattern = re.compile(f"(?=({alternatives}))", re.IGNORECASE)
 
     def scrub(self, text: str) -> str:
-        """The text with every remembered secret replaced by ``***``."""
-        # Longest first, so that a URL is masked whole before its token is.
-        for value in sorted(self._values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+        """The text with every remembered secret, in any case, replaced by ``***``."""
+        pattern = self._pattern
+        if pattern is None:
+            return text
+        pieces, end = [], 0
+        for match in pattern.finditer(text):
+            start, stop = match.start(), match.start() + len(match.group(1))
+            if start > end:
+                pieces.extend((text[end:start], MASK))
+            elif not pieces:
+                pieces.append(MASK)
+            end = max(end, stop)
+        return "".join(pieces) + text[end:] if pieces else text
 
     def forget_all(self) -> None:
         """Drop every remembered value (tests only)."""
         with self._lock:
             self._values.clear()
+            self._pattern = None
 
 
 REDACTOR = Redactor()
