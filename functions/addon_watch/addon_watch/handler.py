@@ -52,7 +52,7 @@ def parse_event(event: object) -> tuple[str, dict[str, Any]]:
             return "manual", {}
         try:
             event = json.loads(event)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise EventError(f"the event is not JSON ({exc}); expected an FC timer event") from None
     if event is None:
         return "manual", {}
@@ -117,7 +117,7 @@ def _options(data: object, accepted: tuple[str, ...], where: str) -> dict[str, A
             return {}
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise EventError(
                 f'{where} is not JSON; expected nothing or {{"targets": [...]}}'
             ) from None
@@ -385,6 +385,7 @@ def _handle_http(
             **_line_of(summary),
             "status": result["statusCode"],
             "duration_ms": _ms_since(started),
-        }
+        },
+        logging.ERROR if result["statusCode"] >= 500 else logging.INFO,
     )
     return result

@@ -83,6 +83,11 @@ class HttpRequest:
                 f"the request body is not JSON ({type(exc).__name__}); "
                 'send a JSON object such as {"targets": ["c0123/metrics-server"]}, or nothing'
             ) from None
+        except RecursionError:
+            raise EventError(
+                "the request body is JSON nested too deeply to read; "
+                'send a JSON object such as {"targets": ["c0123/metrics-server"]}, or nothing'
+            ) from None
         if not isinstance(data, dict):
             raise EventError(
                 f"the request body is a JSON {type(data).__name__}; expected an object such as "

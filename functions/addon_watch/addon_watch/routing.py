@@ -64,6 +64,7 @@ _CHANNEL_KEYS = frozenset(
     }
 )
 _FILTER_KEYS = frozenset({"clusters", "components", "outcomes"})
+_KNOWN_KEYS = _CHANNEL_KEYS | _FILTER_KEYS | {"channels"}
 # Keys whose values are secret wherever they appear: webhook_url, secret, app_token, ...
 _SECRET_KEY = re.compile(r"(^|_)(url|webhook|secret|token|password|key|sign)(_|$)", re.I)
 # What an error may repeat: a short plain word (a misspelt key, language or outcome).
@@ -173,10 +174,21 @@ def load_routes(path: Path, env: Mapping[str, str] | None = None) -> tuple[Chann
 
 def parse_routes(text: str, source: str, env: Mapping[str, str]) -> tuple[ChannelSpec, ...]:
     """The channels of a routing document; ``source`` names it in errors."""
+    try:
+        return _parse_text(text, source, env)
+    except RecursionError:
+        # Every step walks the document recursively; a file nested thousands deep is no routing file.
+        raise ConfigError(
+            f"{source} (named by {Env.ADDON_WATCH_CONFIG}) is nested too deeply to read; "
+            "a routing file is a list 'channels:' of flat mappings, see the README"
+        ) from None
+
+
+def _parse_text(text: str, source: str, env: Mapping[str, str]) -> tuple[ChannelSpec, ...]:
     import yaml
 
     try:
-        document = yaml.safe_load(text)
+        document = _load_yaml(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -194,6 +206,44 @@ def parse_routes(text: str, source: str, env: Mapping[str, str]) -> tuple[Channe
         if scrubbed == str(exc):
             raise
         raise ConfigError(scrubbed) from None
+
+
+def _load_yaml(text: str, source: str) -> object:
+    """The YAML document, refusing a key given twice in one mapping (YAML would keep the last)."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, source, "")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node: object, source: str, path: str) -> None:
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, source, f"{path}[{index}]")
+    elif isinstance(node, yaml.MappingNode):
+        seen: set[tuple[str, str]] = set()
+        for key, value in node.value:
+            # A key is shown only if it is one of ours: another may be a pasted secret.
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            shown = name if name in _KNOWN_KEYS else "(a key not shown)"
+            where = f"{path}.{shown}" if path else shown
+            if name is not None and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, name) in seen:
+                    raise ConfigError(
+                        f"{source}:{key.start_mark.line + 1}: {where} is given twice in one "
+                        "mapping; YAML would silently keep the last: keep one"
+                    )
+                seen.add((key.tag, name))
+            _refuse_duplicate_keys(value, source, where)
 
 
 def _register_secrets(node: object, env: Mapping[str, str], secret: bool = False) -> None:
