@@ -82,7 +82,8 @@ class Redactor:
         pattern = self._pattern
         if pattern is None:
             return text
-        pieces, end = [], 0
+        pieces: list[str] = []
+        end = 0
         for match in pattern.finditer(text):
             start, stop = match.start(), match.start() + len(match.group(1))
             if start > end:
