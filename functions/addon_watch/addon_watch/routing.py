@@ -177,7 +177,7 @@ def parse_routes(text: str, source: str, env: Mapping[str, str]) -> tuple[Channe
     try:
         return _parse_text(text, source, env)
     except RecursionError:
-        # Every step walks the document recursively; a file nested thousands deep is no routing file.
+        # Every step walks the document recursively; no routing file is nested thousands deep.
         raise ConfigError(
             f"{source} (named by {Env.ADDON_WATCH_CONFIG}) is nested too deeply to read; "
             "a routing file is a list 'channels:' of flat mappings, see the README"
