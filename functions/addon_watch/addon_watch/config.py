@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from .detect import NO_NOTICES, Notices
 from .errors import ConfigError
@@ -216,7 +216,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _read_settings(env: Mapping[str, str]) -> Settings:
-    from .routing import notifier_settings
+    from .routing import notifier_settings, refuse_repeated_robots
 
     def get(name: str) -> str:
         return env.get(name, "").strip()
@@ -293,6 +293,7 @@ def _read_settings(env: Mapping[str, str]) -> Settings:
         )
     if settings.dingtalk_secret and not settings.dingtalk_webhook_url:
         raise ConfigError(f"{Env.DINGTALK_SECRET} is set but {Env.DINGTALK_WEBHOOK_URL} is not")
+    refuse_repeated_robots(settings)
     return settings
 
 
@@ -511,7 +512,19 @@ def _webhook(name: str, value: str) -> Secret | None:
         Env.DINGTALK_WEBHOOK_URL: "https://oapi.dingtalk.com/robot/send?access_token=...",
         Env.SLACK_WEBHOOK_URL: "https://hooks.slack.com/services/T.../B.../...",
     }[name]
-    return Secret(_parse_base_url(name, value, example, allow_query=True))
+    url = _parse_base_url(name, value, example, allow_query=True)
+    if name == Env.DINGTALK_WEBHOOK_URL:
+        require_access_token(name, url, example)
+    return Secret(url)
+
+
+def require_access_token(name: str, url: str, example: str) -> None:
+    """A DingTalk robot's URL names the robot by its access_token; without it every send fails."""
+    if not parse_qs(urlsplit(url).query).get("access_token"):
+        raise ConfigError(
+            f"{name} has no access_token parameter; copy the robot's whole webhook URL from "
+            f"DingTalk, like {example}"
+        )
 
 
 def _parse_base_url(name: str, value: str, example: str, allow_query: bool = False) -> str:

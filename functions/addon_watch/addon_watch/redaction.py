@@ -62,8 +62,11 @@ class Redactor:
         candidates = {value, quote(value, safe=""), quote_plus(value)}
         if "://" in value:
             parts = urlsplit(value)
-            # The last path segment is the secret part of a Slack webhook URL.
-            candidates.update({parts.path, parts.query, parts.path.rpartition("/")[2]})
+            candidates.add(parts.query)
+            # The last path segment is the secret part of a Slack webhook URL; a DingTalk
+            # robot's path is the same for all, its access_token is the secret.
+            if "access_token=" not in parts.query:
+                candidates.update({parts.path, parts.path.rpartition("/")[2]})
             candidates.update(piece.partition("=")[2] for piece in parts.query.split("&"))
         with self._lock:
             new = {c for c in candidates if len(c) >= _MIN_SCRUB_LENGTH} - self._values

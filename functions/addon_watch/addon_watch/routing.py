@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
-from .config import LANGUAGES, Env, _parse_base_url
+from .config import LANGUAGES, Env, _parse_base_url, require_access_token
 from .errors import ConfigError
 from .model import Announcement, Outcome
 from .redaction import REDACTOR, Secret
@@ -70,6 +71,7 @@ _SECRET_KEY = re.compile(r"(^|_)(url|webhook|secret|token|password|key|sign)(_|$
 # What an error may repeat: a short plain word (a misspelt key, language or outcome).
 _PLAIN_KEY = re.compile(r"^[a-z_]{1,32}$")
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_MOBILE = re.compile(r"^\+?[0-9]{3,20}$")
 _TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
 _EXAMPLES = {
     "dingtalk": "https://oapi.dingtalk.com/robot/send?access_token=...",
@@ -135,6 +137,17 @@ def _split_list(value: str) -> tuple[str, ...]:
     return tuple(piece.strip().lstrip("@") for piece in value.split(",") if piece.strip())
 
 
+def _mobiles(values: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Phone numbers to mention: DingTalk ignores anything else without a word."""
+    for value in values:
+        if not _MOBILE.match(value):
+            raise ConfigError(
+                f"{where} has {_shown(value)}, which is not a phone number; expected "
+                "digits with an optional leading '+', e.g. '13800000000,+8613900000000'"
+            )
+    return values
+
+
 def _parse_bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("", "0", "false", "no", "off"):
@@ -152,7 +165,9 @@ def notifier_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
     config_path = get(Env.ADDON_WATCH_CONFIG)
     return {
-        "dingtalk_at_mobiles": _split_list(get(Env.DINGTALK_AT_MOBILES)),
+        "dingtalk_at_mobiles": _mobiles(
+            _split_list(get(Env.DINGTALK_AT_MOBILES)), Env.DINGTALK_AT_MOBILES
+        ),
         "dingtalk_at_user_ids": _split_list(get(Env.DINGTALK_AT_USER_IDS)),
         "dingtalk_at_all": _parse_bool(Env.DINGTALK_AT_ALL, get(Env.DINGTALK_AT_ALL)),
         "dingtalk_keyword": get(Env.DINGTALK_KEYWORD) or None,
@@ -342,6 +357,8 @@ def _parse_channel(entry: object, where: str, env: Mapping[str, str]) -> Channel
     if not url:
         raise ConfigError(f"{where}.webhook_url is missing; e.g. {_EXAMPLES[kind]}")
     webhook = Secret(_parse_base_url(f"{where}.webhook_url", url, _EXAMPLES[kind], True))
+    if kind == "dingtalk":
+        require_access_token(f"{where}.webhook_url", url, _EXAMPLES[kind])
     secret = _resolve(entry.get("secret"), f"{where}.secret", env)
     language = _lower(entry.get("language"))
     if language is not None and language not in LANGUAGES:
@@ -357,7 +374,9 @@ def _parse_channel(entry: object, where: str, env: Mapping[str, str]) -> Channel
         language=language,
         filter=_parse_filter(entry.get("filters"), f"{where}.filters"),
         dingtalk=DingTalkOptions(
-            at_mobiles=_strings(entry.get("at_mobiles"), f"{where}.at_mobiles"),
+            at_mobiles=_mobiles(
+                _strings(entry.get("at_mobiles"), f"{where}.at_mobiles"), f"{where}.at_mobiles"
+            ),
             at_user_ids=_strings(entry.get("at_user_ids"), f"{where}.at_user_ids"),
             at_all=_flag(entry.get("at_all"), f"{where}.at_all"),
             keyword=str(entry["keyword"]) if entry.get("keyword") else None,
@@ -448,6 +467,36 @@ def channel_specs(settings: Settings) -> tuple[ChannelSpec, ...]:
             ChannelSpec(name="slack", kind="slack", webhook_url=settings.slack_webhook_url)
         )
     return (*specs, *settings.routes)
+
+
+def refuse_repeated_robots(settings: Settings) -> None:
+    """Refuse two channels posting to one robot or webhook: each message would arrive twice."""
+    seen: dict[tuple[str, ...], str] = {}
+    for spec in channel_specs(settings):
+        robot = _robot(spec.webhook_url.reveal())
+        if robot in seen:
+            raise ConfigError(
+                f"channels {seen[robot]!r} ({_origin(seen[robot])}) and {spec.name!r} "
+                f"({_origin(spec.name)}) post to the same webhook, so every message would be "
+                "sent twice; remove one of them, or give one its own robot or webhook"
+            )
+        seen[robot] = spec.name
+
+
+def _robot(url: str) -> tuple[str, ...]:
+    """What identifies a webhook: a DingTalk robot's access_token, else the URL."""
+    parts = urlsplit(url)
+    tokens = parse_qs(parts.query).get("access_token")
+    if tokens:
+        return ("access_token", tokens[0])
+    host = (parts.hostname or "").lower()
+    return (host, str(parts.port), parts.path.rstrip("/"), parts.query)
+
+
+def _origin(channel: str) -> str:
+    if ":" in channel:
+        return f"the file named by {Env.ADDON_WATCH_CONFIG}"
+    return Env.DINGTALK_WEBHOOK_URL if channel == "dingtalk" else Env.SLACK_WEBHOOK_URL
 
 
 def build_routes(
