@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from addon_watch.__main__ import main, make_server
+from addon_watch.__main__ import main
 from addon_watch.config import load_settings
 from addon_watch.errors import ConfigError, EventError
 from addon_watch.handler import handle
 from addon_watch.http_trigger import parse_request
 from addon_watch.redaction import REDACTOR
 from addon_watch.routing import parse_routes
-from tests.invocation import HTTP_TOKEN, call, load_event
+from tests.invocation import HTTP_TOKEN, call, load_event, serving
 
 CLUSTER = "c0123456789abcdef"
 TIMER = {"triggerTime": "2026-01-02T03:05:00Z", "triggerName": "every-5m", "payload": ""}
@@ -343,13 +342,8 @@ def test_parse_routes_duplicate_url_key_not_shown() -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, base_env(tmp_path))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serving(base_env(tmp_path)) as address:
+        yield address
 
 
 def raw_post(server: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
