@@ -377,3 +377,17 @@ def test_serve_chunked_body_read(server: str) -> None:
 
     # Read, the body narrows the check; this target is not watched, so it is refused.
     assert status == 400 and "not one of the watched targets" in body["error"]
+
+
+def test_parse_routes_long_unregistered_word_under_language_not_shown() -> None:
+    # A token-sized word nobody registered (the routing file alone, no environment).
+    token = fresh("xoxb")
+    text = (
+        "channels:\n  - {name: ops, type: dingtalk, "
+        f"webhook_url: 'https://h/r?access_token=t0123456', language: {token}}}\n"
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        parse_routes(text, "routes.yaml", {})
+
+    assert "language" in str(caught.value) and token.lower() not in str(caught.value).lower()

@@ -70,7 +70,8 @@ _KNOWN_KEYS = _CHANNEL_KEYS | _FILTER_KEYS | {"channels"}
 _SECRET_KEY = re.compile(r"(^|_)(url|webhook|secret|token|password|key|sign)(_|$)", re.I)
 # What an error may repeat: a short plain word (a misspelt key, language or outcome).
 _PLAIN_KEY = re.compile(r"^[a-z_]{1,32}$")
-_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+# Longer words may be tokens (an AccessKey secret is 30 characters).
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
 _MOBILE = re.compile(r"^\+?[0-9]{3,20}$")
 _TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
 _EXAMPLES = {
