@@ -54,7 +54,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._lowered: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     def register(self, value: str) -> None:
@@ -69,25 +69,26 @@ class Redactor:
                 candidates.update({parts.path, parts.path.rpartition("/")[2]})
             candidates.update(piece.partition("=")[2] for piece in parts.query.split("&"))
         with self._lock:
-            new = {c for c in candidates if len(c) >= _MIN_SCRUB_LENGTH} - self._values
-            if not new:
-                return
-            self._values.update(new)
-            # One pattern for all, matched in any case: an error may show a value
-            # lower-cased, and a signing secret (SEC and lower-case hex) is then whole.
-            # A lookahead finds, at every position, the longest secret starting there,
-            # so that overlapping secrets are all masked.
-            alternatives = "|".join(map(re.escape, sorted(self._values, key=len, reverse=True)))
-            self._pattern = re.compile(f"(?=({alternatives}))", re.IGNORECASE)
+            self._values.update(c for c in candidates if len(c) >= _MIN_SCRUB_LENGTH)
+            self._lowered = tuple({value.lower() for value in self._values})
 
     def scrub(self, text: str) -> str:
-        """The text with every remembered secret, in any case, replaced by ``***``."""
-        pattern = self._pattern
-        if pattern is None:
+        """The text with every remembered secret, in any case, replaced by ``***``.
+
+        Any case, because an error may show a value lower-cased, and a signing
+        secret (SEC and lower-case hex) is then whole.
+        """
+        # A substring test per secret is the fast path: most text holds none.
+        lowered = text.lower()
+        found = [value for value in self._lowered if value in lowered]
+        if not found:
             return text
+        # At every position, the longest secret starting there: overlapping secrets
+        # are masked together, whatever their order.
+        alternatives = "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
         pieces: list[str] = []
         end = 0
-        for match in pattern.finditer(text):
+        for match in re.finditer(f"(?=({alternatives}))", text, re.IGNORECASE):
             start, stop = match.start(), match.start() + len(match.group(1))
             if start > end:
                 pieces.extend((text[end:start], MASK))
@@ -100,7 +101,7 @@ class Redactor:
         """Drop every remembered value (tests only)."""
         with self._lock:
             self._values.clear()
-            self._pattern = None
+            self._lowered = ()
 
 
 REDACTOR = Redactor()
