@@ -391,3 +391,21 @@ def test_parse_routes_long_unregistered_word_under_language_not_shown() -> None:
         parse_routes(text, "routes.yaml", {})
 
     assert "language" in str(caught.value) and token.lower() not in str(caught.value).lower()
+
+
+def test_http_check_long_secret_as_target_not_shown_in_part(tmp_path: Path) -> None:
+    # Cut to a length before scrubbing, a long STS token would show its first part.
+    token = fresh("CAIS") * 20
+    env = {
+        **base_env(tmp_path),
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tExampleKeyId",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": fresh("AkSecret"),
+        "ALIBABA_CLOUD_SECURITY_TOKEN": token,
+    }
+    event = load_event("http_check")
+    event["body"] = json.dumps({"targets": [token]})
+
+    answer = call(event, env)
+
+    assert answer.status == 400 and "not one of the watched targets" in answer.json["error"]
+    assert token[:20] not in answer.raw["body"]

@@ -472,7 +472,7 @@ def _parse_duration(name: str, value: str, default: timedelta) -> timedelta:
     digits = match.group(1).lstrip("0")
     seconds = int(digits) * _UNITS[match.group(2)] if len(digits) <= _MAX_DURATION_DIGITS else 0
     if not 0 < seconds <= most.total_seconds():
-        shown = value if len(value) <= 24 else f"{value[:20]}..."
+        shown = value if len(value) <= 24 else f"{REDACTOR.scrub(value)[:20]}..."
         raise ConfigError(
             f"{name} is {shown!r}, too long; expected at most {_span(most)}, e.g. '{example}'"
         )

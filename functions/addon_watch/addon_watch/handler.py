@@ -90,7 +90,7 @@ def select_targets(
             target = None
         if target is None or not _covered(target, settings.targets):
             raise EventError(
-                f"{where}: {name[:100]!r} is not one of the watched targets "
+                f"{where}: {REDACTOR.scrub(name)[:100]!r} is not one of the watched targets "
                 "(WATCH_TARGETS); a trigger may only narrow the watched set"
             )
         if target not in selected:

@@ -183,7 +183,8 @@ def parse_flag(request: HttpRequest, name: str) -> bool:
         return True
     if value.lower() in _FALSE:
         return False
-    raise EventError(f"the query parameter {name} is {value[:20]!r}; expected true or false")
+    shown = REDACTOR.scrub(value)[:20]
+    raise EventError(f"the query parameter {name} is {shown!r}; expected true or false")
 
 
 @dataclass(frozen=True)
