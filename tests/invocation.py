@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from addon_watch.__main__ import make_server
 from addon_watch.handler import handle
 from tests.fakes.ack_simulator import AckSimulator
 from tests.fakes.webhooks import DINGTALK_SECRET, WebhookReceiver
@@ -72,3 +76,17 @@ def call(event: dict[str, Any], env: dict[str, str], context: object = None) -> 
     assert result["isBase64Encoded"] is False
     assert result["headers"]["Content-Type"].startswith("application/json")
     return Answer(result["statusCode"], result["headers"], json.loads(result["body"]), result)
+
+
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[str]:
+    """The local server (``python -m addon_watch serve``) on a free loopback port: its address."""
+    httpd = make_server("127.0.0.1", 0, env)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from addon_watch.__main__ import fc_http_event, main, make_server
+from addon_watch.__main__ import fc_http_event, main
 from tests.fakes.ack_simulator import AckSimulator
 from tests.fakes.webhooks import WebhookReceiver
-from tests.invocation import HTTP_TOKEN, TARGETS, environment, finish, tick, watch
+from tests.invocation import HTTP_TOKEN, TARGETS, environment, finish, serving, tick, watch
 
 
 @pytest.fixture
@@ -130,13 +129,8 @@ def test_fc_http_event_title_cases_and_joins() -> None:
 
 @pytest.fixture
 def server(env: dict[str, str]) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, env)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serving(env) as address:
+        yield address
 
 
 def test_serve_routes_like_function_compute(

@@ -170,7 +170,8 @@ def test_parse_routes_every_url_and_secret_registered_before_validation() -> Non
 
 
 def channel(extra: str) -> str:
-    return f"channels:\n  - {{name: ops, type: dingtalk, webhook_url: 'https://h/r', {extra}}}"
+    url = "https://h/r?access_token=t"
+    return f"channels:\n  - {{name: ops, type: dingtalk, webhook_url: '{url}', {extra}}}"
 
 
 @pytest.mark.parametrize(

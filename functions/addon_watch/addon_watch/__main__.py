@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -156,6 +158,61 @@ def fc_http_event(
     }
 
 
+# Function Compute takes request bodies up to 32 MB; the local server no more.
+MAX_BODY = 32 * 1024 * 1024
+
+
+class BodyError(Exception):
+    """A request body the local server cannot read; ``status`` is the answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def read_body(headers: Message, rfile: io.BufferedIOBase) -> bytes:
+    """The request body, framed by Content-Length or chunked.
+
+    Raises:
+        BodyError: for a malformed, unsupported or too large body.
+    """
+    transfer_encoding = headers.get("Transfer-Encoding")
+    if transfer_encoding is not None:
+        if transfer_encoding.strip().lower() != "chunked":
+            raise BodyError(f"Transfer-Encoding {transfer_encoding[:40]!r} is not supported", 501)
+        return _read_chunked(rfile)
+    length = (headers.get("Content-Length") or "0").strip()
+    if not (length.isascii() and length.isdigit()):
+        raise BodyError(f"Content-Length {length[:40]!r} is not a whole number of bytes")
+    if int(length) > MAX_BODY:
+        raise BodyError(f"the body is larger than {MAX_BODY} bytes", 413)
+    body = rfile.read(int(length)) if int(length) else b""
+    if len(body) < int(length):
+        raise BodyError("the body is shorter than its Content-Length")
+    return body
+
+
+def _read_chunked(rfile: io.BufferedIOBase) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = rfile.readline(1024).split(b";", 1)[0].strip()
+        try:
+            size = int(size_line, 16)
+        except ValueError:
+            raise BodyError("a chunk of the chunked body has no valid size") from None
+        if size < 0 or len(body) + size > MAX_BODY:
+            raise BodyError(f"the body is larger than {MAX_BODY} bytes", 413)
+        if size == 0:
+            # Trailers, up to the empty line that ends the body.
+            while rfile.readline(8192).strip():
+                pass
+            return bytes(body)
+        chunk = rfile.read(size)
+        if len(chunk) < size or rfile.readline(1024).strip():
+            raise BodyError("a chunk of the chunked body is shorter than its size")
+        body += chunk
+
+
 def make_server(host: str, port: int, environ: Mapping[str, str] | None) -> ThreadingHTTPServer:
     """A local HTTP server that hands each request to the handler as Function Compute would."""
 
@@ -163,8 +220,19 @@ def make_server(host: str, port: int, environ: Mapping[str, str] | None) -> Thre
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = read_body(self.headers, self.rfile)
+            except BodyError as exc:
+                # The framing is unknown, so the connection cannot be reused.
+                self.close_connection = True
+                data = json.dumps({"error": str(exc)}).encode()
+                self.send_response(exc.status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data)
+                return
             event = fc_http_event(
                 self.command,
                 self.path,

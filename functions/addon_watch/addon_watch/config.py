@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from .detect import NO_NOTICES, Notices
 from .errors import ConfigError
 from .model import Target
-from .redaction import Secret
+from .redaction import REDACTOR, Secret
 
 if TYPE_CHECKING:
     from .routing import ChannelSpec
@@ -99,6 +99,15 @@ _COMPONENT_GLOB = re.compile(r"^[A-Za-z0-9._*?\[\]!-]{1,253}$")
 DEFAULT_ACK_CONCURRENCY = 20
 MAX_ACK_CONCURRENCY = 64
 NETWORKS = ("public", "vpc")
+# Variables holding secrets, registered with the redactor before anything is parsed.
+SECRET_VARIABLES = (
+    Env.ACCESS_KEY_SECRET,
+    Env.SECURITY_TOKEN,
+    Env.DINGTALK_WEBHOOK_URL,
+    Env.DINGTALK_SECRET,
+    Env.SLACK_WEBHOOK_URL,
+    Env.HTTP_TOKEN,
+)
 
 
 @dataclass(frozen=True)
@@ -192,9 +201,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ConfigError: naming the first variable that is missing or malformed and
             showing what a valid value looks like.
     """
-    from .routing import notifier_settings
-
     env = dict(os.environ if environ is None else environ)
+    # Before anything is parsed: an error about any variable, or a log line, may
+    # show a secret pasted into the wrong variable, and must show it masked.
+    for name in SECRET_VARIABLES:
+        REDACTOR.register(env.get(name, "").strip())
+    try:
+        return _read_settings(env)
+    except ConfigError as exc:
+        scrubbed = REDACTOR.scrub(str(exc))
+        if scrubbed == str(exc):
+            raise
+        raise ConfigError(scrubbed) from None
+
+
+def _read_settings(env: Mapping[str, str]) -> Settings:
+    from .routing import notifier_settings, refuse_repeated_robots
 
     def get(name: str) -> str:
         return env.get(name, "").strip()
@@ -271,6 +293,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.dingtalk_secret and not settings.dingtalk_webhook_url:
         raise ConfigError(f"{Env.DINGTALK_SECRET} is set but {Env.DINGTALK_WEBHOOK_URL} is not")
+    refuse_repeated_robots(settings)
     return settings
 
 
@@ -363,14 +386,14 @@ def _parse_state_store(
         return None, _parse_oss(value, rest, env, running_in_fc, region)
     if value and (scheme != "sqlite" or not sep or not rest.lstrip("/")):
         raise ConfigError(
-            f"{Env.STATE_STORE} is {value!r}; expected sqlite:///ABSOLUTE/PATH "
+            f"{Env.STATE_STORE} is {_shown_store(value)}; expected sqlite:///ABSOLUTE/PATH "
             "(e.g. 'sqlite:///var/lib/ack-addon-watch/state.sqlite3') or oss://BUCKET/PREFIX "
             "(e.g. 'oss://my-bucket/ack-addon-watch')"
         )
     if value and not rest.startswith("/"):
         raise ConfigError(
-            f"{Env.STATE_STORE} is {value!r}, whose path {rest!r} is relative (it would depend "
-            "on the working directory); write sqlite:// and an absolute path, three slashes "
+            f"{Env.STATE_STORE} is {_shown_store(value)}, whose path is relative (it would "
+            "depend on the working directory); write sqlite:// and an absolute path, three slashes "
             "in all, e.g. 'sqlite:///var/lib/ack-addon-watch/state.sqlite3'"
         )
     path = Path(rest) if value else default_state_path(env, running_in_fc)
@@ -386,6 +409,16 @@ def _parse_state_store(
     return path, None
 
 
+def _shown_store(value: str) -> str:
+    """``STATE_STORE`` as an error may show it: whole unless it may hold credentials."""
+    scheme, sep, rest = value.partition("://")
+    if not re.search(r"[@?#]|^[^/]*:", rest if sep else value):
+        return repr(value)
+    if sep and re.match(r"^[A-Za-z][A-Za-z0-9+.-]{0,15}$", scheme):
+        return f"a URL with the scheme {scheme}:// and credentials or parameters (not shown)"
+    return f"a value of {len(value)} characters with credentials or parameters (not shown)"
+
+
 def _ephemeral(path: Path | None) -> bool:
     return path is not None and path.is_relative_to("/tmp")
 
@@ -396,7 +429,7 @@ def _parse_oss(
     bucket, _, prefix = rest.partition("/")
     if not _BUCKET.match(bucket):
         raise ConfigError(
-            f"{Env.STATE_STORE} is {value!r}, whose bucket name is not valid (3 to 63 "
+            f"{Env.STATE_STORE} is {_shown_store(value)}, whose bucket name is not valid (3 to 63 "
             "lower-case letters, digits and '-'); expected e.g. 'oss://my-bucket/ack-addon-watch'"
         )
     override = env.get(Env.OSS_ENDPOINT, "").strip()
@@ -439,7 +472,7 @@ def _parse_duration(name: str, value: str, default: timedelta) -> timedelta:
     digits = match.group(1).lstrip("0")
     seconds = int(digits) * _UNITS[match.group(2)] if len(digits) <= _MAX_DURATION_DIGITS else 0
     if not 0 < seconds <= most.total_seconds():
-        shown = value if len(value) <= 24 else f"{value[:20]}..."
+        shown = value if len(value) <= 24 else f"{REDACTOR.scrub(value)[:20]}..."
         raise ConfigError(
             f"{name} is {shown!r}, too long; expected at most {_span(most)}, e.g. '{example}'"
         )
@@ -479,7 +512,19 @@ def _webhook(name: str, value: str) -> Secret | None:
         Env.DINGTALK_WEBHOOK_URL: "https://oapi.dingtalk.com/robot/send?access_token=...",
         Env.SLACK_WEBHOOK_URL: "https://hooks.slack.com/services/T.../B.../...",
     }[name]
-    return Secret(_parse_base_url(name, value, example, allow_query=True))
+    url = _parse_base_url(name, value, example, allow_query=True)
+    if name == Env.DINGTALK_WEBHOOK_URL:
+        require_access_token(name, url, example)
+    return Secret(url)
+
+
+def require_access_token(name: str, url: str, example: str) -> None:
+    """A DingTalk robot's URL names the robot by its access_token; without it every send fails."""
+    if not parse_qs(urlsplit(url).query).get("access_token"):
+        raise ConfigError(
+            f"{name} has no access_token parameter; copy the robot's whole webhook URL from "
+            f"DingTalk, like {example}"
+        )
 
 
 def _parse_base_url(name: str, value: str, example: str, allow_query: bool = False) -> str:

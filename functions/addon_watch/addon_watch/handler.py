@@ -52,7 +52,7 @@ def parse_event(event: object) -> tuple[str, dict[str, Any]]:
             return "manual", {}
         try:
             event = json.loads(event)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise EventError(f"the event is not JSON ({exc}); expected an FC timer event") from None
     if event is None:
         return "manual", {}
@@ -90,7 +90,7 @@ def select_targets(
             target = None
         if target is None or not _covered(target, settings.targets):
             raise EventError(
-                f"{where}: {name[:100]!r} is not one of the watched targets "
+                f"{where}: {REDACTOR.scrub(name)[:100]!r} is not one of the watched targets "
                 "(WATCH_TARGETS); a trigger may only narrow the watched set"
             )
         if target not in selected:
@@ -117,7 +117,7 @@ def _options(data: object, accepted: tuple[str, ...], where: str) -> dict[str, A
             return {}
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise EventError(
                 f'{where} is not JSON; expected nothing or {{"targets": [...]}}'
             ) from None
@@ -385,6 +385,7 @@ def _handle_http(
             **_line_of(summary),
             "status": result["statusCode"],
             "duration_ms": _ms_since(started),
-        }
+        },
+        logging.ERROR if result["statusCode"] >= 500 else logging.INFO,
     )
     return result

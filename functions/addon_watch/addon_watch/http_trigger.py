@@ -83,6 +83,11 @@ class HttpRequest:
                 f"the request body is not JSON ({type(exc).__name__}); "
                 'send a JSON object such as {"targets": ["c0123/metrics-server"]}, or nothing'
             ) from None
+        except RecursionError:
+            raise EventError(
+                "the request body is JSON nested too deeply to read; "
+                'send a JSON object such as {"targets": ["c0123/metrics-server"]}, or nothing'
+            ) from None
         if not isinstance(data, dict):
             raise EventError(
                 f"the request body is a JSON {type(data).__name__}; expected an object such as "
@@ -178,7 +183,8 @@ def parse_flag(request: HttpRequest, name: str) -> bool:
         return True
     if value.lower() in _FALSE:
         return False
-    raise EventError(f"the query parameter {name} is {value[:20]!r}; expected true or false")
+    shown = REDACTOR.scrub(value)[:20]
+    raise EventError(f"the query parameter {name} is {shown!r}; expected true or false")
 
 
 @dataclass(frozen=True)

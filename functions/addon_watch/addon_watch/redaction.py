@@ -10,6 +10,7 @@ summary passes through it before it is logged or returned.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -53,6 +54,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._lowered: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     def register(self, value: str) -> None:
@@ -60,24 +62,46 @@ class Redactor:
         candidates = {value, quote(value, safe=""), quote_plus(value)}
         if "://" in value:
             parts = urlsplit(value)
-            # The last path segment is the secret part of a Slack webhook URL.
-            candidates.update({parts.path, parts.query, parts.path.rpartition("/")[2]})
+            candidates.add(parts.query)
+            # The last path segment is the secret part of a Slack webhook URL; a DingTalk
+            # robot's path is the same for all, its access_token is the secret.
+            if "access_token=" not in parts.query:
+                candidates.update({parts.path, parts.path.rpartition("/")[2]})
             candidates.update(piece.partition("=")[2] for piece in parts.query.split("&"))
         with self._lock:
             self._values.update(c for c in candidates if len(c) >= _MIN_SCRUB_LENGTH)
+            self._lowered = tuple({value.lower() for value in self._values})
 
     def scrub(self, text: str) -> str:
-        """The text with every remembered secret replaced by ``***``."""
-        # Longest first, so that a URL is masked whole before its token is.
-        for value in sorted(self._values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+        """The text with every remembered secret, in any case, replaced by ``***``.
+
+        Any case, because an error may show a value lower-cased, and a signing
+        secret (SEC and lower-case hex) is then whole.
+        """
+        # A substring test per secret is the fast path: most text holds none.
+        lowered = text.lower()
+        found = [value for value in self._lowered if value in lowered]
+        if not found:
+            return text
+        # At every position, the longest secret starting there: overlapping secrets
+        # are masked together, whatever their order.
+        alternatives = "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
+        pieces: list[str] = []
+        end = 0
+        for match in re.finditer(f"(?=({alternatives}))", text, re.IGNORECASE):
+            start, stop = match.start(), match.start() + len(match.group(1))
+            if start > end:
+                pieces.extend((text[end:start], MASK))
+            elif not pieces:
+                pieces.append(MASK)
+            end = max(end, stop)
+        return "".join(pieces) + text[end:] if pieces else text
 
     def forget_all(self) -> None:
         """Drop every remembered value (tests only)."""
         with self._lock:
             self._values.clear()
+            self._lowered = ()
 
 
 REDACTOR = Redactor()

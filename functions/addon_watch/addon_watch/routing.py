@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
-from .config import LANGUAGES, Env, _parse_base_url
+from .config import LANGUAGES, Env, _parse_base_url, require_access_token
 from .errors import ConfigError
 from .model import Announcement, Outcome
 from .redaction import REDACTOR, Secret
@@ -64,11 +65,14 @@ _CHANNEL_KEYS = frozenset(
     }
 )
 _FILTER_KEYS = frozenset({"clusters", "components", "outcomes"})
+_KNOWN_KEYS = _CHANNEL_KEYS | _FILTER_KEYS | {"channels"}
 # Keys whose values are secret wherever they appear: webhook_url, secret, app_token, ...
 _SECRET_KEY = re.compile(r"(^|_)(url|webhook|secret|token|password|key|sign)(_|$)", re.I)
 # What an error may repeat: a short plain word (a misspelt key, language or outcome).
 _PLAIN_KEY = re.compile(r"^[a-z_]{1,32}$")
-_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+# Longer words may be tokens (an AccessKey secret is 30 characters).
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
+_MOBILE = re.compile(r"^\+?[0-9]{3,20}$")
 _TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "1"), ("false", "no", "0")
 _EXAMPLES = {
     "dingtalk": "https://oapi.dingtalk.com/robot/send?access_token=...",
@@ -134,6 +138,17 @@ def _split_list(value: str) -> tuple[str, ...]:
     return tuple(piece.strip().lstrip("@") for piece in value.split(",") if piece.strip())
 
 
+def _mobiles(values: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Phone numbers to mention: DingTalk ignores anything else without a word."""
+    for value in values:
+        if not _MOBILE.match(value):
+            raise ConfigError(
+                f"{where} has {_shown(value)}, which is not a phone number; expected "
+                "digits with an optional leading '+', e.g. '13800000000,+8613900000000'"
+            )
+    return values
+
+
 def _parse_bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("", "0", "false", "no", "off"):
@@ -151,7 +166,9 @@ def notifier_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
     config_path = get(Env.ADDON_WATCH_CONFIG)
     return {
-        "dingtalk_at_mobiles": _split_list(get(Env.DINGTALK_AT_MOBILES)),
+        "dingtalk_at_mobiles": _mobiles(
+            _split_list(get(Env.DINGTALK_AT_MOBILES)), Env.DINGTALK_AT_MOBILES
+        ),
         "dingtalk_at_user_ids": _split_list(get(Env.DINGTALK_AT_USER_IDS)),
         "dingtalk_at_all": _parse_bool(Env.DINGTALK_AT_ALL, get(Env.DINGTALK_AT_ALL)),
         "dingtalk_keyword": get(Env.DINGTALK_KEYWORD) or None,
@@ -173,10 +190,21 @@ def load_routes(path: Path, env: Mapping[str, str] | None = None) -> tuple[Chann
 
 def parse_routes(text: str, source: str, env: Mapping[str, str]) -> tuple[ChannelSpec, ...]:
     """The channels of a routing document; ``source`` names it in errors."""
+    try:
+        return _parse_text(text, source, env)
+    except RecursionError:
+        # Every step walks the document recursively; no routing file is nested thousands deep.
+        raise ConfigError(
+            f"{source} (named by {Env.ADDON_WATCH_CONFIG}) is nested too deeply to read; "
+            "a routing file is a list 'channels:' of flat mappings, see the README"
+        ) from None
+
+
+def _parse_text(text: str, source: str, env: Mapping[str, str]) -> tuple[ChannelSpec, ...]:
     import yaml
 
     try:
-        document = yaml.safe_load(text)
+        document = _load_yaml(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -194,6 +222,44 @@ def parse_routes(text: str, source: str, env: Mapping[str, str]) -> tuple[Channe
         if scrubbed == str(exc):
             raise
         raise ConfigError(scrubbed) from None
+
+
+def _load_yaml(text: str, source: str) -> object:
+    """The YAML document, refusing a key given twice in one mapping (YAML would keep the last)."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, source, "")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node: object, source: str, path: str) -> None:
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, source, f"{path}[{index}]")
+    elif isinstance(node, yaml.MappingNode):
+        seen: set[tuple[str, str]] = set()
+        for key, value in node.value:
+            # A key is shown only if it is one of ours: another may be a pasted secret.
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            shown = name if name in _KNOWN_KEYS else "(a key not shown)"
+            where = f"{path}.{shown}" if path else shown
+            if name is not None and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, name) in seen:
+                    raise ConfigError(
+                        f"{source}:{key.start_mark.line + 1}: {where} is given twice in one "
+                        "mapping; YAML would silently keep the last: keep one"
+                    )
+                seen.add((key.tag, name))
+            _refuse_duplicate_keys(value, source, where)
 
 
 def _register_secrets(node: object, env: Mapping[str, str], secret: bool = False) -> None:
@@ -292,6 +358,8 @@ def _parse_channel(entry: object, where: str, env: Mapping[str, str]) -> Channel
     if not url:
         raise ConfigError(f"{where}.webhook_url is missing; e.g. {_EXAMPLES[kind]}")
     webhook = Secret(_parse_base_url(f"{where}.webhook_url", url, _EXAMPLES[kind], True))
+    if kind == "dingtalk":
+        require_access_token(f"{where}.webhook_url", url, _EXAMPLES[kind])
     secret = _resolve(entry.get("secret"), f"{where}.secret", env)
     language = _lower(entry.get("language"))
     if language is not None and language not in LANGUAGES:
@@ -307,7 +375,9 @@ def _parse_channel(entry: object, where: str, env: Mapping[str, str]) -> Channel
         language=language,
         filter=_parse_filter(entry.get("filters"), f"{where}.filters"),
         dingtalk=DingTalkOptions(
-            at_mobiles=_strings(entry.get("at_mobiles"), f"{where}.at_mobiles"),
+            at_mobiles=_mobiles(
+                _strings(entry.get("at_mobiles"), f"{where}.at_mobiles"), f"{where}.at_mobiles"
+            ),
             at_user_ids=_strings(entry.get("at_user_ids"), f"{where}.at_user_ids"),
             at_all=_flag(entry.get("at_all"), f"{where}.at_all"),
             keyword=str(entry["keyword"]) if entry.get("keyword") else None,
@@ -398,6 +468,36 @@ def channel_specs(settings: Settings) -> tuple[ChannelSpec, ...]:
             ChannelSpec(name="slack", kind="slack", webhook_url=settings.slack_webhook_url)
         )
     return (*specs, *settings.routes)
+
+
+def refuse_repeated_robots(settings: Settings) -> None:
+    """Refuse two channels posting to one robot or webhook: each message would arrive twice."""
+    seen: dict[tuple[str, ...], str] = {}
+    for spec in channel_specs(settings):
+        robot = _robot(spec.webhook_url.reveal())
+        if robot in seen:
+            raise ConfigError(
+                f"channels {seen[robot]!r} ({_origin(seen[robot])}) and {spec.name!r} "
+                f"({_origin(spec.name)}) post to the same webhook, so every message would be "
+                "sent twice; remove one of them, or give one its own robot or webhook"
+            )
+        seen[robot] = spec.name
+
+
+def _robot(url: str) -> tuple[str, ...]:
+    """What identifies a webhook: a DingTalk robot's access_token, else the URL."""
+    parts = urlsplit(url)
+    tokens = parse_qs(parts.query).get("access_token")
+    if tokens:
+        return ("access_token", tokens[0])
+    host = (parts.hostname or "").lower()
+    return (host, str(parts.port), parts.path.rstrip("/"), parts.query)
+
+
+def _origin(channel: str) -> str:
+    if ":" in channel:
+        return f"the file named by {Env.ADDON_WATCH_CONFIG}"
+    return Env.DINGTALK_WEBHOOK_URL if channel == "dingtalk" else Env.SLACK_WEBHOOK_URL
 
 
 def build_routes(
