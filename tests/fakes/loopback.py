@@ -47,9 +47,10 @@ class LoopbackServer:
                     self.send_response(status)
                     for name, value in headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
+                    if "Transfer-Encoding" not in headers:
+                        self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    owner.write_body(self.wfile, payload, headers)
                 except (BrokenPipeError, ConnectionResetError):
                     # The client stopped waiting (a read timeout): nobody to answer.
                     self.close_connection = True
@@ -73,6 +74,10 @@ class LoopbackServer:
 
     def respond(self, request: Request) -> tuple[int, dict[str, str], bytes]:
         raise NotImplementedError
+
+    def write_body(self, wfile: Any, payload: bytes, headers: dict[str, str]) -> None:
+        """Send the answer's body; a subclass may send it slowly."""
+        wfile.write(payload)
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
