@@ -84,3 +84,36 @@ def test_ack_trickling_answer_is_a_transient_error() -> None:
             client.describe_addons_upgrade_status(target.cluster_id, [target.component])
 
     assert "took longer than" in str(caught.value)
+
+
+def test_dingtalk_trickling_headers_are_cut_as_a_whole() -> None:
+    with TrickleServer(OK, interval=0.1, slow_headers=True) as server:
+        url = f"{server.base_url}/robot/send?access_token=dt-slow-headers-0123456789"
+        notifier = DingTalkNotifier(Secret(url), timeouts=(0.5, 0.4))
+        started = time.monotonic()
+
+        with pytest.raises(DeliveryError) as caught:
+            notifier.send({"msgtype": "text", "text": {"content": "hi"}})
+
+    # 0.5 s to connect plus 1.5 read timeouts: the headers alone would take 4 s and more.
+    assert time.monotonic() - started < 2
+    assert caught.value.ambiguous is True
+    assert "took longer than 1.1 s" in str(caught.value)
+
+
+def test_ack_trickling_headers_are_cut_as_a_whole() -> None:
+    with TrickleServer(b"{}", interval=0.1, slow_headers=True) as server:
+        client = AckClient(
+            server.base_url,
+            lambda: Credentials("key-id", Secret("trickle-test-secret")),
+            deadline=time.monotonic() + 1.0,
+            retry=RetryPolicy(attempts=1, min_attempt_time=0.1),
+        )
+        started = time.monotonic()
+
+        with pytest.raises(AckTransientError) as caught:
+            client.describe_addons_upgrade_status("c0123456789abcdef", ["metrics-server"])
+
+    # At most a 1 s connect plus two 1 s reads; the headers alone would take 6 s.
+    assert time.monotonic() - started < 4.5
+    assert "took longer than" in str(caught.value)

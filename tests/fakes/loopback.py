@@ -30,6 +30,9 @@ class _Server(ThreadingHTTPServer):
 class LoopbackServer:
     """Start with ``with``; subclasses answer in ``respond``."""
 
+    # When true, the whole answer, headers included, is sent through ``write_body``.
+    slow_headers = False
+
     def __init__(self) -> None:
         owner = self
 
@@ -43,6 +46,15 @@ class LoopbackServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status, headers, payload = owner.respond(Request(self, body))
+                if owner.slow_headers:
+                    # The status line and headers go out through write_body too, slowly.
+                    head = f"HTTP/1.1 {status} OK\r\nContent-Length: {len(payload)}\r\n"
+                    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+                    try:
+                        owner.write_body(self.wfile, (head + "\r\n").encode() + payload, headers)
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.close_connection = True
+                    return
                 try:
                     self.send_response(status)
                     for name, value in headers.items():

@@ -11,8 +11,16 @@ from tests.fakes.loopback import LoopbackServer, Request
 class TrickleServer(LoopbackServer):
     """Answers every request with ``body``, one byte every ``interval`` seconds."""
 
-    def __init__(self, body: bytes, *, interval: float = 0.2, chunked: bool = False) -> None:
+    def __init__(
+        self,
+        body: bytes,
+        *,
+        interval: float = 0.2,
+        chunked: bool = False,
+        slow_headers: bool = False,
+    ) -> None:
         super().__init__()
+        self.slow_headers = slow_headers
         self.body = body
         self.interval = interval
         self.chunked = chunked

@@ -24,13 +24,12 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .config import DEFAULT_ACK_CONCURRENCY
 from .credentials import Credentials
 from .detect import finished_id
 from .errors import AckApiError, AckMalformedError, AckPermanentError, AckTransientError
-from .httpio import BodyError, read_body
+from .httpio import BodyError, WatchedAdapter, read_body, within
 from .model import AddonStatus, Target, Task, instant
 from .redaction import REDACTOR
 from .signer import canonical_query, signed_headers
@@ -398,7 +397,7 @@ class AckClient:
         # One kept-alive connection per worker: none is opened and dropped per call.
         self._session.mount(
             self._endpoint + "/",
-            HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, max_retries=0),
+            WatchedAdapter(pool_connections=1, pool_maxsize=concurrency, max_retries=0),
         )
         self.region = region
         self.concurrency = concurrency
@@ -546,15 +545,27 @@ class AckClient:
             headers = self._signed_headers(action, path, query)
             with self._lock:
                 self.calls += 1
+            # The whole exchange: a connect timeout, then two read timeouts for the answer,
+            # headers included, however slowly the server sends it.
+            total = timeout[0] + timeout[1] * 2
             try:
-                response = self._session.get(
-                    self._url(path, query),
-                    headers=headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
-                read_body(response, seconds=timeout[1] * 2, max_bytes=ANSWER_BYTES)
+                with within(total) as cut:
+                    try:
+                        response = self._session.get(
+                            self._url(path, query),
+                            headers=headers,
+                            timeout=timeout,
+                            allow_redirects=False,
+                            stream=True,
+                        )
+                        read_body(response, seconds=total, max_bytes=ANSWER_BYTES)
+                        if cut.is_set():
+                            # Cut mid-headers, http.client may take what came as complete.
+                            raise BodyError("cut")
+                    except (requests.RequestException, BodyError):
+                        if cut.is_set():
+                            raise BodyError(f"the answer took longer than {total:g} s") from None
+                        raise
             except requests.RequestException as exc:
                 raise _transport_error(exc, action, what, self._host, timeout[1]) from None
             except BodyError as exc:
