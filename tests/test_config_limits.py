@@ -139,3 +139,12 @@ def test_handle_timer_payload_null_checks_every_target(
 
     assert (summary["targets"], summary["checked"], summary["errors"]) == (2, 2, [])
     assert "NoneType" not in caplog.text
+
+
+def test_relative_xdg_data_home_is_ignored() -> None:
+    from addon_watch.config import default_state_path
+
+    path = default_state_path({"XDG_DATA_HOME": "relative/dir"}, running_in_fc=False)
+
+    assert path.is_absolute()
+    assert "relative" not in str(path)

@@ -369,7 +369,10 @@ def default_state_path(env: Mapping[str, str], running_in_fc: bool) -> Path:
     """Where the SQLite store lives when ``STATE_STORE`` is not set."""
     if running_in_fc:
         return Path("/tmp/ack-addon-watch/state.sqlite3")
-    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    # A relative XDG_DATA_HOME is to be ignored (XDG base directory specification).
+    data_home = env.get("XDG_DATA_HOME", "")
+    if not data_home.startswith("/"):
+        data_home = str(Path.home() / ".local" / "share")
     return Path(data_home) / "ack-addon-watch" / "state.sqlite3"
 
 
@@ -446,10 +449,13 @@ def _parse_oss(
         internal = "-internal" if running_in_fc else ""
         endpoint = f"https://oss-{region}{internal}.aliyuncs.com"
     if not region:
-        raise ConfigError(
-            f"{Env.STATE_STORE} is an OSS location but no region is known; set "
-            f"{Env.ACK_REGION} or {Env.OSS_ENDPOINT} (e.g. https://oss-cn-hangzhou.aliyuncs.com)"
+        hint = (
+            f"set {Env.ACK_REGION} (the bucket's region cannot be read from {Env.OSS_ENDPOINT})"
+            if endpoint
+            else f"set {Env.ACK_REGION} or {Env.OSS_ENDPOINT} "
+            "(e.g. https://oss-cn-hangzhou.aliyuncs.com)"
         )
+        raise ConfigError(f"{Env.STATE_STORE} is an OSS location but no region is known; {hint}")
     return OssLocation(bucket, prefix.strip("/"), endpoint, region)
 
 
