@@ -13,8 +13,9 @@ from typing import Any
 
 from addon_watch.__main__ import make_server
 from addon_watch.handler import handle
+from tests.fakes import ticks
 from tests.fakes.ack_simulator import AckSimulator
-from tests.fakes.webhooks import DINGTALK_SECRET, WebhookReceiver
+from tests.fakes.webhooks import WebhookReceiver
 
 DATA = Path(__file__).parent / "data"
 HTTP_TOKEN = "test-http-token-5f0c6d1e2a9b4c83"
@@ -29,17 +30,8 @@ def load_event(name: str) -> dict[str, Any]:
 
 def environment(sim: AckSimulator, hooks: WebhookReceiver, tmp_path: Path) -> dict[str, str]:
     """Settings that point everything at the local fakes."""
-    return {
-        "WATCH_TARGETS": ",".join(TARGETS),
-        "ACK_ENDPOINT": sim.endpoint,
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": sim.access_key_id,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": sim.access_key_secret,
-        "DINGTALK_WEBHOOK_URL": hooks.dingtalk_url,
-        "DINGTALK_SECRET": DINGTALK_SECRET,
-        "SLACK_WEBHOOK_URL": hooks.slack_url,
-        "STATE_STORE": f"sqlite://{tmp_path / 'state.sqlite3'}",
-        "HTTP_TOKEN": HTTP_TOKEN,
-    }
+    state = f"sqlite://{tmp_path / 'state.sqlite3'}"
+    return {**ticks.environment(sim, hooks, state, TARGETS), "HTTP_TOKEN": HTTP_TOKEN}
 
 
 def watch(sim: AckSimulator) -> None:

@@ -26,10 +26,15 @@ OTHER = "nginx-ingress-controller"
 CHANNELS = ("dingtalk", "slack")
 
 
-def environment(sim: AckSimulator, hooks: WebhookReceiver, state_store: str) -> dict[str, str]:
-    """The settings of a function watching two addons, posting to both local channels."""
+def environment(
+    sim: AckSimulator,
+    hooks: WebhookReceiver,
+    state_store: str,
+    targets: tuple[str, ...] = (f"{CLUSTER}/{ADDON}", f"{CLUSTER}/{OTHER}"),
+) -> dict[str, str]:
+    """The settings of a function watching ``targets``, posting to both local channels."""
     return {
-        "WATCH_TARGETS": f"{CLUSTER}/{ADDON},{CLUSTER}/{OTHER}",
+        "WATCH_TARGETS": ",".join(targets),
         "ACK_ENDPOINT": sim.endpoint,
         "ALIBABA_CLOUD_ACCESS_KEY_ID": sim.access_key_id,
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": sim.access_key_secret,

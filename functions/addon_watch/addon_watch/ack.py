@@ -29,7 +29,7 @@ from .config import DEFAULT_ACK_CONCURRENCY
 from .credentials import Credentials
 from .detect import finished_id
 from .errors import AckApiError, AckMalformedError, AckPermanentError, AckTransientError
-from .httpio import BodyError, WatchedAdapter, read_body, within
+from .httpio import BodyError, WatchedAdapter, exchange
 from .model import AddonStatus, Target, Task, instant
 from .redaction import REDACTOR
 from .signer import canonical_query, signed_headers
@@ -549,23 +549,17 @@ class AckClient:
             # headers included, however slowly the server sends it.
             total = timeout[0] + timeout[1] * 2
             try:
-                with within(total) as cut:
-                    try:
-                        response = self._session.get(
-                            self._url(path, query),
-                            headers=headers,
-                            timeout=timeout,
-                            allow_redirects=False,
-                            stream=True,
-                        )
-                        read_body(response, seconds=total, max_bytes=ANSWER_BYTES)
-                        if cut.is_set():
-                            # Cut mid-headers, http.client may take what came as complete.
-                            raise BodyError("cut")
-                    except (requests.RequestException, BodyError):
-                        if cut.is_set():
-                            raise BodyError(f"the answer took longer than {total:g} s") from None
-                        raise
+                response = exchange(
+                    lambda: self._session.get(
+                        self._url(path, query),
+                        headers=headers,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        stream=True,
+                    ),
+                    seconds=total,
+                    max_bytes=ANSWER_BYTES,
+                )
             except requests.RequestException as exc:
                 raise _transport_error(exc, action, what, self._host, timeout[1]) from None
             except BodyError as exc:

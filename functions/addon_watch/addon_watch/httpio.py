@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -133,3 +133,25 @@ def read_body(response: requests.Response, *, seconds: float, max_bytes: int) ->
     response._content = body
     response._content_consumed = True  # type: ignore[attr-defined]
     return body
+
+
+def exchange(
+    send: Callable[[], requests.Response], *, seconds: float, max_bytes: int
+) -> requests.Response:
+    """``send()`` (a request made with ``stream=True``) and its whole body, within ``seconds``.
+
+    Raises ``BodyError`` when the watchdog cut the exchange or the body is too
+    large; other ``requests`` errors pass through.
+    """
+    with within(seconds) as cut:
+        try:
+            response = send()
+            read_body(response, seconds=seconds, max_bytes=max_bytes)
+            if cut.is_set():
+                # Cut mid-headers, http.client may take what came as complete.
+                raise BodyError("cut")
+        except (requests.RequestException, BodyError):
+            if cut.is_set():
+                raise BodyError(f"the answer took longer than {seconds:g} s") from None
+            raise
+    return response

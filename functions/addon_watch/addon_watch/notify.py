@@ -25,7 +25,7 @@ import requests
 import urllib3
 
 from .errors import DeliveryError
-from .httpio import BodyError, read_body, watch, within
+from .httpio import BodyError, exchange, watch
 from .redaction import REDACTOR, Secret
 from .render import DingTalkOptions, Message, body_bytes, dingtalk_payload, slack_payload
 from .waits import SHORTEST_WAIT, parse_retry_after
@@ -184,25 +184,18 @@ def _post(
     # answer, headers included, however slowly the webhook sends it.
     total = timeouts[0] + timeouts[1] * 1.5
     try:
-        with within(total) as cut:
-            try:
-                # Sent as compact UTF-8 JSON: the very bytes the size limits were measured on.
-                response = watch(session).post(
-                    url,
-                    data=body_bytes(payload),
-                    headers={"Content-Type": "application/json; charset=utf-8"},
-                    timeout=timeouts,
-                    stream=True,
-                )
-                read_body(response, seconds=total, max_bytes=WEBHOOK_BODY_BYTES)
-                if cut.is_set():
-                    # Cut mid-headers, http.client may take what came as complete.
-                    raise BodyError("cut")
-            except (requests.RequestException, BodyError):
-                if cut.is_set():
-                    raise BodyError(f"the answer took longer than {total:g} s") from None
-                raise
-        return response
+        return exchange(
+            # Sent as compact UTF-8 JSON: the very bytes the size limits were measured on.
+            lambda: watch(session).post(
+                url,
+                data=body_bytes(payload),
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                timeout=timeouts,
+                stream=True,
+            ),
+            seconds=total,
+            max_bytes=WEBHOOK_BODY_BYTES,
+        )
     except BodyError as exc:
         raise DeliveryError(
             f"{what} did not finish answering after the message was sent ({exc}): "
